@@ -1,0 +1,340 @@
+"""The one HTTP layer the three API clients share.
+
+It knows nothing of any one API: it sends requests through httpx, retries what is worth
+retrying (429, 5xx, connection resets, timeouts, truncated or non-JSON bodies) with exponential
+backoff while honouring ``Retry-After``, spaces requests with a rate limiter shared by all
+threads of a client (a 429 pauses every thread), counts requests, and builds error messages with
+secrets masked. API-specific error bodies are turned into exceptions by an ``error_factory``
+that each client passes in.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import orjson
+
+from invoice_source.errors import (
+    ApiError,
+    ApiUnavailableError,
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from invoice_source.redaction import redact
+
+logger = logging.getLogger("invoice_source.http")
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+_totals_lock = threading.Lock()
+REQUEST_TOTALS: Counter[str] = Counter()
+"""Requests sent per API by every client in this process; the run summary reports deltas."""
+ErrorFactory = Callable[[httpx.Response], ApiError]
+Sleep = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry; defaults follow dlt's ``[runtime]`` request settings."""
+
+    max_attempts: int = 6
+    backoff_factor: float = 0.5
+    max_delay: float = 60.0
+
+    @classmethod
+    def from_dlt_config(cls) -> RetryPolicy:
+        """Read ``runtime.request_max_attempts``, ``request_backoff_factor`` and
+        ``request_max_retry_delay`` from dlt config, falling back to the defaults."""
+        import dlt
+
+        def read(key: str, default: float) -> float:
+            value = dlt.config.get(f"runtime.{key}")
+            return default if value is None else float(value)
+
+        return cls(
+            max_attempts=int(read("request_max_attempts", cls.max_attempts)),
+            backoff_factor=read("request_backoff_factor", cls.backoff_factor),
+            max_delay=read("request_max_retry_delay", cls.max_delay),
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based): exponential with a little jitter."""
+        base = self.backoff_factor * (2 ** (attempt - 1))
+        return float(min(self.max_delay, base * (1 + random.random() * 0.1)))
+
+
+class RateLimiter:
+    """Spaces requests at most ``requests_per_second`` apart across threads.
+
+    ``pause(seconds)`` holds every thread back, which is how one 429 slows the whole client
+    rather than each thread discovering the limit on its own.
+    """
+
+    def __init__(
+        self,
+        requests_per_second: float | None,
+        *,
+        sleep: Sleep = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = 1.0 / requests_per_second if requests_per_second else 0.0
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_slot = 0.0
+
+    def acquire(self) -> None:
+        """Block until this caller may send its request."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self.interval
+        wait = slot - now
+        if wait > 0:
+            self._sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller back for ``seconds`` from now."""
+        with self._lock:
+            self._next_slot = max(self._next_slot, self._clock() + seconds)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def default_error(response: httpx.Response, api: str) -> ApiError:
+    """Map a status code to the matching exception with a short, secret-free message."""
+    text = redact(response.text[:300]) if response.content else ""
+    message = f"{api} API answered {response.status_code} for {describe_request(response.request)}"
+    if text:
+        message = f"{message}: {text}"
+    return error_for_status(response.status_code, message, api=api)
+
+
+def error_for_status(
+    status: int, message: str, *, api: str, code: str | None = None
+) -> ApiError:
+    """Pick the exception class for an HTTP error status."""
+    cls: type[ApiError]
+    if status in (401, 403):
+        cls = AuthenticationError
+    elif status == 404:
+        cls = NotFoundError
+    elif status in (400, 409, 422):
+        cls = InvalidRequestError
+    elif status in RETRYABLE_STATUSES:
+        cls = ApiUnavailableError
+    else:
+        cls = ApiError
+    return cls(redact(message), status_code=status, code=code, api=api)
+
+
+def describe_request(request: httpx.Request) -> str:
+    """``METHOD /path`` of a request, for messages; the query string is left out (it may hold
+    filters users don't want in logs, and on some APIs a token)."""
+    return f"{request.method} {request.url.path}"
+
+
+class ApiClient:
+    """An httpx client with retries, a rate limiter, request counting and clean errors.
+
+    ``params`` are sent with every request (the Appgregator proxy needs ``name`` and
+    ``connection_name`` on each call). ``error_factory`` turns a non-retryable error response
+    into an exception whose message comes from the API's own error body.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api: str,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
+        timeout: float = 30.0,
+        error_factory: ErrorFactory | None = None,
+        sleep: Sleep = time.sleep,
+        max_connections: int = 16,
+        transport: httpx.BaseTransport | None = None,
+        decimal_json: bool = False,
+    ) -> None:
+        self.api = api
+        self._decode: Callable[[bytes], Any] = (
+            (lambda body: json.loads(body, parse_float=Decimal)) if decimal_json else orjson.loads
+        )
+        self.retry = retry or RetryPolicy()
+        self.rate_limiter = rate_limiter or RateLimiter(None)
+        self._sleep = sleep
+        self._error_factory = error_factory or (lambda response: default_error(response, api))
+        self._default_params = dict(params or {})
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            headers=dict(headers or {}),
+            auth=auth,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._count_lock = threading.Lock()
+        self.request_count = 0
+        self.retry_count = 0
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_non_idempotent: bool = False,
+    ) -> httpx.Response:
+        """Send one request, retrying transient failures; raise an :class:`ApiError` otherwise.
+
+        POSTs are only retried on 429 and on connection failures before anything was sent,
+        unless ``retry_non_idempotent`` says the call is safe to repeat (e.g. it carries an
+        idempotency key).
+        """
+        merged_params = self._merge_params(params)
+        retry_all = method.upper() in ("GET", "HEAD", "DELETE") or retry_non_idempotent
+        attempt = 0
+        while True:
+            attempt += 1
+            self.rate_limiter.acquire()
+            try:
+                response = self._client.request(
+                    method,
+                    path.lstrip("/"),
+                    params=merged_params,
+                    json=json,
+                    data=data,
+                    headers=headers,
+                )
+                self._count()
+            except httpx.TransportError as exc:
+                self._count()
+                retryable = retry_all or isinstance(exc, httpx.ConnectError)
+                if retryable and attempt < self.retry.max_attempts:
+                    self._wait(attempt, None, reason=f"{type(exc).__name__} on {method} /{path}")
+                    continue
+                raise ApiUnavailableError(
+                    redact(
+                        f"{self.api} API unreachable at {method} /{path.lstrip('/')} after"
+                        f" {attempt} attempt(s): {type(exc).__name__}: {exc}"
+                    ),
+                    api=self.api,
+                ) from None
+            if response.status_code in RETRYABLE_STATUSES and (
+                retry_all or response.status_code == 429
+            ):
+                if attempt < self.retry.max_attempts:
+                    delay = parse_retry_after(response.headers.get("Retry-After"))
+                    if response.status_code == 429 and delay is not None:
+                        self.rate_limiter.pause(min(delay, self.retry.max_delay))
+                    self._wait(
+                        attempt,
+                        delay,
+                        reason=f"{response.status_code} on {describe_request(response.request)}",
+                    )
+                    continue
+            if response.status_code >= 400:
+                raise self._error_factory(response)
+            return response
+
+    def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request and decode its JSON body; a broken body on a GET is retried.
+
+        With ``decimal_json`` set on the client, JSON numbers with a fraction decode as exact
+        ``Decimal`` (money in major units must never pass through float)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            response = self.request(method, path, **kwargs)
+            try:
+                return self._decode(response.content) if response.content else None
+            except ValueError:
+                if method.upper() == "GET" and attempt < self.retry.max_attempts:
+                    self._wait(attempt, None, reason=f"non-JSON body from {method} /{path}")
+                    continue
+                raise ApiUnavailableError(
+                    f"{self.api} API sent a body that is not JSON for {method} /{path.lstrip('/')}"
+                    f" (status {response.status_code}, {len(response.content)} bytes)",
+                    status_code=response.status_code,
+                    api=self.api,
+                ) from None
+
+    def get_json(self, path: str, params: Any = None) -> Any:
+        """GET ``path`` and return its decoded JSON body."""
+        return self.request_json("GET", path, params=params)
+
+    def _merge_params(
+        self, params: Mapping[str, Any] | list[tuple[str, Any]] | None
+    ) -> list[tuple[str, Any]]:
+        merged: list[tuple[str, Any]] = list(self._default_params.items())
+        if params is None:
+            return merged
+        items = params.items() if isinstance(params, Mapping) else params
+        merged.extend((key, value) for key, value in items if value is not None)
+        return merged
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self.request_count += 1
+        with _totals_lock:
+            REQUEST_TOTALS[self.api] += 1
+
+    def _wait(self, attempt: int, retry_after: float | None, *, reason: str) -> None:
+        delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
+        delay = min(delay, self.retry.max_delay)
+        with self._count_lock:
+            self.retry_count += 1
+        logger.warning(
+            "%s: retrying in %.2fs (attempt %d of %d)",
+            redact(reason),
+            delay,
+            attempt + 1,
+            self.retry.max_attempts,
+        )
+        if delay > 0:
+            self._sleep(delay)

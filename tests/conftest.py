@@ -1,0 +1,52 @@
+"""Fixtures every test area shares: an isolated dlt home and a fresh DuckDB file per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+POSTGRES_HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+
+
+@pytest.fixture(autouse=True)
+def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point dlt's data dir (pipelines, state) at a temp folder and drop source env vars."""
+    home = tmp_path / "dlt-home"
+    home.mkdir()
+    monkeypatch.setenv("DLT_DATA_DIR", str(home))
+    for key in list(os.environ):
+        if key.startswith(("SOURCES__", "DESTINATION__", "INVOICE_SYNC__")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
+    yield home
+
+
+@pytest.fixture
+def duckdb_path(tmp_path: Path) -> Path:
+    """Path of a DuckDB file that does not exist yet."""
+    return tmp_path / "invoices.duckdb"
+
+
+def postgres_reachable() -> bool:
+    """Whether the PostgreSQL server on 127.0.0.1:5432 accepts connections."""
+    try:
+        with socket.create_connection((POSTGRES_HOST, POSTGRES_PORT), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres_available() -> None:
+    """Skip when PostgreSQL is unreachable, except under CI=true, where that is a failure."""
+    if postgres_reachable():
+        return
+    message = f"PostgreSQL is not reachable on {POSTGRES_HOST}:{POSTGRES_PORT}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true: PostgreSQL tests must run)")
+    pytest.skip(message)

@@ -45,4 +45,4 @@ class ApiUnavailableError(ApiError):
 
 
 class PaginationError(ApiError):
-    """The API paged in a way that would lose or repeat data (a repeated cursor, an ignored filter)."""
+    """The API paged in a way that would lose or repeat data (repeated cursor, ignored filter)."""

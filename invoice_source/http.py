@@ -60,7 +60,7 @@ class RetryPolicy:
         import dlt
 
         def read(key: str, default: float) -> float:
-            value = dlt.config.get(f"runtime.{key}")
+            value: Any = dlt.config.get(f"runtime.{key}")
             return default if value is None else float(value)
 
         return cls(
@@ -136,9 +136,7 @@ def default_error(response: httpx.Response, api: str) -> ApiError:
     return error_for_status(response.status_code, message, api=api)
 
 
-def error_for_status(
-    status: int, message: str, *, api: str, code: str | None = None
-) -> ApiError:
+def error_for_status(status: int, message: str, *, api: str, code: str | None = None) -> ApiError:
     """Pick the exception class for an HTTP error status."""
     cls: type[ApiError]
     if status in (401, 403):
@@ -226,7 +224,7 @@ class ApiClient:
         *,
         params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
         json: Any = None,
-        data: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        data: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         retry_non_idempotent: bool = False,
     ) -> httpx.Response:
@@ -265,19 +263,19 @@ class ApiClient:
                     ),
                     api=self.api,
                 ) from None
-            if response.status_code in RETRYABLE_STATUSES and (
+            retryable = response.status_code in RETRYABLE_STATUSES and (
                 retry_all or response.status_code == 429
-            ):
-                if attempt < self.retry.max_attempts:
-                    delay = parse_retry_after(response.headers.get("Retry-After"))
-                    if response.status_code == 429 and delay is not None:
-                        self.rate_limiter.pause(min(delay, self.retry.max_delay))
-                    self._wait(
-                        attempt,
-                        delay,
-                        reason=f"{response.status_code} on {describe_request(response.request)}",
-                    )
-                    continue
+            )
+            if retryable and attempt < self.retry.max_attempts:
+                delay = parse_retry_after(response.headers.get("Retry-After"))
+                if response.status_code == 429 and delay is not None:
+                    self.rate_limiter.pause(min(delay, self.retry.max_delay))
+                self._wait(
+                    attempt,
+                    delay,
+                    reason=f"{response.status_code} on {describe_request(response.request)}",
+                )
+                continue
             if response.status_code >= 400:
                 raise self._error_factory(response)
             return response

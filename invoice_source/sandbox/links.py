@@ -6,7 +6,7 @@ from typing import Protocol
 
 
 class StripeLink(Protocol):
-    """The part of the Stripe sandbox the PrepBusiness sandbox uses (``StripeApp`` implements it)."""
+    """What the PrepBusiness sandbox uses of the Stripe sandbox (``StripeApp`` implements it)."""
 
     def create_external_invoice(
         self,

@@ -65,7 +65,9 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    def json(
+        cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> Response:
         """A JSON response."""
         return cls(
             status,
@@ -126,9 +128,7 @@ class App:
         body: bytes | None = None,
     ) -> None:
         """Answer the next ``times`` matching requests with ``status``."""
-        self.inject(
-            Fault("status", status, retry_after, times, path_pattern, body=body)
-        )
+        self.inject(Fault("status", status, retry_after, times, path_pattern, body=body))
 
     def take_fault(self, request: Request) -> Fault | None:
         """The next queued fault matching ``request``, consuming one of its uses."""
@@ -173,14 +173,16 @@ class App:
             return self.error_response(405, f"Method {request.method} not allowed here.")
         with self._lock:
             self.unmatched.append(f"{request.method} {request.path}")
-        return self.error_response(404, f"Unrecognized request URL ({request.method}: {request.path}).")
+        return self.error_response(
+            404, f"Unrecognized request URL ({request.method}: {request.path})."
+        )
 
 
 def _make_handler(app: App) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def _serve(self) -> None:
@@ -214,9 +216,13 @@ def _make_handler(app: App) -> type[BaseHTTPRequestHandler]:
                 try:
                     response = app.dispatch(request)
                 except Exception as exc:  # a sandbox bug must not hang the client
-                    response = app.error_response(500, f"Sandbox error: {type(exc).__name__}: {exc}")
+                    response = app.error_response(
+                        500, f"Sandbox error: {type(exc).__name__}: {exc}"
+                    )
             if fault is not None and fault.kind == "not_json":
-                response = Response(200, b"<html>502 Bad Gateway</html>", {"Content-Type": "text/html"})
+                response = Response(
+                    200, b"<html>502 Bad Gateway</html>", {"Content-Type": "text/html"}
+                )
             self._write(response, truncate=fault is not None and fault.kind == "truncate")
 
         def _write(self, response: Response, *, truncate: bool) -> None:

@@ -127,9 +127,7 @@ def make_pipeline(options: SyncOptions) -> dlt.Pipeline:
             **kwargs,
         )
     except Exception as exc:  # dlt raises several types for an unknown destination
-        raise ConfigurationError(
-            f"cannot use destination {options.destination!r}: {exc}"
-        ) from None
+        raise ConfigurationError(f"cannot use destination {options.destination!r}: {exc}") from None
 
 
 def run_sync(names: Sequence[str], options: SyncOptions) -> SyncResult:
@@ -146,9 +144,10 @@ def run_sync(names: Sequence[str], options: SyncOptions) -> SyncResult:
         api = SOURCE_APIS[name]
         requests_before = http.REQUEST_TOTALS[api]
         started = time.perf_counter()
-        load_info = pipeline.run(
-            source, refresh="drop_sources" if options.full_refresh else None
-        )
+        if options.full_refresh:
+            load_info = pipeline.run(source, refresh="drop_sources")
+        else:
+            load_info = pipeline.run(source)
         elapsed = time.perf_counter() - started
         rows = _rows_loaded(pipeline)
         results.append(

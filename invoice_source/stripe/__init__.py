@@ -112,12 +112,19 @@ def stripe_source(
         reread_window_days=reread_window_days,
         use_events=use_events,
     )
-    resource = dlt.resource(
-        sync.run,
-        name=settings.TABLE_INVOICES,
+
+    def stripe_invoices() -> Iterator[Any]:
+        yield from sync.run()
+
+    # Every table gets its own hints variant; variants start from the resource's hints, so the
+    # resource itself carries none.
+    resource = dlt.resource(stripe_invoices, name=settings.TABLE_INVOICES)
+    resource.apply_hints(
+        table_name=settings.TABLE_INVOICES,
         write_disposition="merge",
         primary_key="id",
         columns=column_hints(INVOICE_COLUMNS),
+        create_table_variant=True,
     )
     for table, columns in CHILD_TABLES.items():
         resource.apply_hints(

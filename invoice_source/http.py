@@ -45,6 +45,11 @@ ErrorFactory = Callable[[httpx.Response], ApiError]
 Sleep = Callable[[float], None]
 
 
+def default_sleep(seconds: float) -> None:
+    """How clients wait between retries unless given another ``sleep`` (tests replace it)."""
+    time.sleep(seconds)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long to retry; defaults follow dlt's ``[runtime]`` request settings."""
@@ -178,7 +183,7 @@ class ApiClient:
         rate_limiter: RateLimiter | None = None,
         timeout: float = 30.0,
         error_factory: ErrorFactory | None = None,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep | None = None,
         max_connections: int = 16,
         transport: httpx.BaseTransport | None = None,
         decimal_json: bool = False,
@@ -189,7 +194,7 @@ class ApiClient:
         )
         self.retry = retry or RetryPolicy()
         self.rate_limiter = rate_limiter or RateLimiter(None)
-        self._sleep = sleep
+        self._sleep = sleep or default_sleep
         self._error_factory = error_factory or (lambda response: default_error(response, api))
         self._default_params = dict(params or {})
         self._client = httpx.Client(

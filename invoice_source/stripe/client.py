@@ -9,7 +9,6 @@ history.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -87,7 +86,7 @@ class StripeClient:
         max_connections: int = 16,
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep | None = None,
     ) -> None:
         if not api_key:
             raise ConfigurationError(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from invoice_source.errors import InvoiceSyncError
+from invoice_source.errors import find_error
 from invoice_source.pipeline import (
     DEFAULT_DATASET,
     DEFAULT_DUCKDB_FILE,
@@ -139,13 +139,9 @@ class JsonFormatter(logging.Formatter):
 
 def describe_error(exc: BaseException) -> str:
     """One line naming what went wrong; dlt's wrappers are unwrapped to our own errors."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, InvoiceSyncError):
-            return redact(str(current))
-        current = current.__cause__ or current.__context__ or getattr(current, "exception", None)
+    own = find_error(exc)
+    if own is not None:
+        return redact(str(own))
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     return redact(f"{type(exc).__name__}: {first}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class InvoiceSyncError(Exception):
     """Base of every error invoice-sync raises on purpose; its message is safe to print."""
@@ -46,3 +48,15 @@ class ApiUnavailableError(ApiError):
 
 class PaginationError(ApiError):
     """The API paged in a way that would lose or repeat data (repeated cursor, ignored filter)."""
+
+
+def find_error(exc: BaseException, kind: type[InvoiceSyncError] = InvoiceSyncError) -> Any:
+    """The first ``kind`` error in ``exc``'s chain (dlt wraps source errors in its own)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        current = current.__cause__ or current.__context__ or getattr(current, "exception", None)
+    return None

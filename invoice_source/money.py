@@ -14,10 +14,24 @@ from typing import Final
 # Zero-decimal currencies as Stripe lists them (amounts are whole units).
 ZERO_DECIMAL: Final = frozenset(
     {
-        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
-        "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
     }
-)  # fmt: skip
+)
 # Three-decimal currencies (ISO 4217 minor unit 3) that Stripe supports.
 THREE_DECIMAL: Final = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 DEFAULT_EXPONENT: Final = 2

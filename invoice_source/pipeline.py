@@ -24,7 +24,9 @@ logger = logging.getLogger("invoice_source.pipeline")
 
 DEFAULT_PIPELINE_NAME = "invoice_sync"
 DEFAULT_DATASET = "invoices"
-DEFAULT_DUCKDB_FILE = "invoices.duckdb"
+# Not "invoices.duckdb": DuckDB names the catalog after the file, and a catalog and a schema
+# (dataset) both called "invoices" make every "invoices.table" reference ambiguous.
+DEFAULT_DUCKDB_FILE = "invoice_sync.duckdb"
 
 # source name -> "module:function" of its dlt source (imported only when used)
 SOURCES: dict[str, str] = {

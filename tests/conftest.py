@@ -29,7 +29,7 @@ def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 @pytest.fixture
 def duckdb_path(tmp_path: Path) -> Path:
     """Path of a DuckDB file that does not exist yet."""
-    return tmp_path / "invoices.duckdb"
+    return tmp_path / "warehouse.duckdb"
 
 
 def postgres_reachable() -> bool:

@@ -45,9 +45,18 @@ _JSON = (
 ).split()
 # Fields that hold an id or, when expanded, the object itself.
 _EXPANDABLE = {
-    "customer", "default_payment_method", "default_source", "on_behalf_of", "subscription",
-    "charge", "payment_intent", "application", "latest_revision", "test_clock", "quote",
-}  # fmt: skip
+    "customer",
+    "default_payment_method",
+    "default_source",
+    "on_behalf_of",
+    "subscription",
+    "charge",
+    "payment_intent",
+    "application",
+    "latest_revision",
+    "test_clock",
+    "quote",
+}
 # Never landed: a client secret for confirming payments in a browser.
 _DROPPED = {"lines", "status_transitions", "deleted", "confirmation_secret"}
 
@@ -186,9 +195,19 @@ _LINE_DIRECT = (
     " parent proration_details tax_rates pretax_credit_amounts"
 ).split()
 _LINE_CONSUMED = {
-    *_LINE_DIRECT, "period", "type", "proration", "invoice_item", "subscription",
-    "subscription_item", "discount_amounts", "tax_amounts", "taxes", "invoice", "plan",
-}  # fmt: skip
+    *_LINE_DIRECT,
+    "period",
+    "type",
+    "proration",
+    "invoice_item",
+    "subscription",
+    "subscription_item",
+    "discount_amounts",
+    "tax_amounts",
+    "taxes",
+    "invoice",
+    "plan",
+}
 
 
 def _line(
@@ -272,10 +291,15 @@ def _line(
         for position, d in enumerate(line.get("discount_amounts") or [], start=1)
     ]
     tax_rows = [
-        {"invoice_id": invoice_id, "line_item_id": line_id, "position": position,
-         "currency": line_currency, **tax}
+        {
+            "invoice_id": invoice_id,
+            "line_item_id": line_id,
+            "position": position,
+            "currency": line_currency,
+            **tax,
+        }
         for position, tax in enumerate(tax_list, start=1)
-    ]  # fmt: skip
+    ]
     row["discount_amount"] = sum(d["amount"] or 0 for d in discount_rows)
     row["tax_amount"] = sum(t["amount"] or 0 for t in tax_rows)
     row["exclusive_tax_amount"] = sum(t["amount"] or 0 for t in tax_rows if not t["is_inclusive"])

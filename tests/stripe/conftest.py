@@ -31,7 +31,9 @@ def stripe_server(stripe_app: StripeApp) -> Iterator[SandboxServer]:
     server = SandboxServer(stripe_app).start()
     yield server
     server.stop()
-    assert stripe_app.unmatched == [], f"requests to routes Stripe does not have: {stripe_app.unmatched}"
+    assert stripe_app.unmatched == [], (
+        f"requests to routes Stripe does not have: {stripe_app.unmatched}"
+    )
 
 
 @pytest.fixture

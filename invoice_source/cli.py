@@ -23,6 +23,7 @@ from invoice_source.pipeline import (
     DEFAULT_PIPELINE_NAME,
     SyncOptions,
     SyncResult,
+    make_pipeline,
     run_sync,
 )
 from invoice_source.redaction import install_log_redaction, redact
@@ -86,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--stripe-invoices", type=int, default=2000)
     demo.add_argument("--quiet", action="store_true", help="print only the final summary")
     demo.set_defaults(handler=command_demo)
+
+    report = commands.add_parser("report", help="print a reconciliation report (or 'list')")
+    report.add_argument("name", help="report name, or 'list' / 'all'")
+    add_destination_args(report)
+    report.add_argument("--csv", default=None, help="also write the offending rows to this CSV")
+    report.add_argument("--limit", type=int, default=20, help="rows to print per report")
+    report.set_defaults(handler=command_report)
 
     sandbox = commands.add_parser("sandbox", help="serve the three sandboxes until interrupted")
     sandbox.add_argument("--stripe-invoices", type=int, default=2000)
@@ -251,6 +259,13 @@ def print_reconciliation_if_available(result: SyncResult) -> None:
     except ImportError:
         return
     print_reconciliation_summary(result.pipeline)
+
+
+def command_report(args: argparse.Namespace) -> int:
+    """``invoice-sync report NAME``: counts and offending rows, money formatted per currency."""
+    from invoice_source.models.reports import report_command
+
+    return report_command(make_pipeline(options_from_args(args)), args.name, args.csv, args.limit)
 
 
 def command_sandbox(args: argparse.Namespace) -> int:

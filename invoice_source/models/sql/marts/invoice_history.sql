@@ -1,0 +1,2 @@
+-- One row per invoice from every source, in one shape: one query for "all invoices last quarter".
+-- union_of: int_invoice_history__stripe, int_invoice_history__prepbusiness, int_invoice_history__alternative_payments

@@ -116,9 +116,14 @@ def stripe_source(
     def stripe_invoices() -> Iterator[Any]:
         yield from sync.run()
 
-    # Every table gets its own hints variant; variants start from the resource's hints, so the
-    # resource itself carries none.
-    resource = dlt.resource(stripe_invoices, name=settings.TABLE_INVOICES)
+    return with_table_hints(dlt.resource(stripe_invoices, name=settings.TABLE_INVOICES))
+
+
+def with_table_hints(resource: DltResource) -> DltResource:
+    """Give each of the four Stripe tables its own hints (keys, merge strategy, column types).
+
+    Hint variants start from the resource's own hints, so the resource itself carries none.
+    """
     resource.apply_hints(
         table_name=settings.TABLE_INVOICES,
         write_disposition="merge",
@@ -181,7 +186,7 @@ class StripeInvoiceSync:
         """The resource generator: yields pyarrow tables tagged with their table names."""
         state = dlt.current.resource_state()
         started_at = int(time.time())
-        batch = _Batch(started_at)
+        batch = TableBatch(started_at)
         try:
             if self.is_backfill:
                 window = CreatedWindow(self.start, self.end)
@@ -203,7 +208,9 @@ class StripeInvoiceSync:
         finally:
             self.client.close()
 
-    def _read_new(self, window: CreatedWindow, batch: _Batch) -> Generator[Any, None, int | None]:
+    def _read_new(
+        self, window: CreatedWindow, batch: TableBatch
+    ) -> Generator[Any, None, int | None]:
         """Every invoice created in ``window``; returns the newest ``created`` seen."""
         reader = ConcurrentInvoiceReader(
             self.client, max_workers=self.max_workers, page_size=self.page_size
@@ -219,7 +226,7 @@ class StripeInvoiceSync:
         return newest
 
     def _read_changes(
-        self, state: dict[str, Any], window: CreatedWindow, batch: _Batch, started_at: int
+        self, state: dict[str, Any], window: CreatedWindow, batch: TableBatch, started_at: int
     ) -> Iterator[Any]:
         """Invoices changed since the last run that the new-invoice window will not re-read."""
         events_cursor: int | None = state.get("events_cursor")
@@ -280,7 +287,7 @@ class StripeInvoiceSync:
         return snapshots
 
 
-class _Batch:
+class TableBatch:
     """Rows of the four tables, gathered until they are worth handing to dlt."""
 
     def __init__(self, synced_at: int) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures for the models: a pipeline per destination (DuckDB always, PostgreSQL when reachable)."""
+"""Fixtures for the models: a pipeline per destination (DuckDB, and PostgreSQL if reachable)."""
 
 from __future__ import annotations
 

@@ -127,7 +127,15 @@ def configure_logging(log_format: str, verbose: bool) -> None:
     root.handlers = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("invoice_source").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("dlt").addFilter(_BenignDltWarnings())
     install_log_redaction()
+
+
+class _BenignDltWarnings(logging.Filter):
+    """Drop dlt's note that our JSON-as-text arrow columns keep their ``json`` hint (by design)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema" not in record.getMessage()
 
 
 class JsonFormatter(logging.Formatter):

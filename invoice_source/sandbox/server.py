@@ -182,6 +182,11 @@ def _make_handler(app: App) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self) -> None:
+            super().setup()
+            # small responses would otherwise wait ~40 ms for a delayed ACK (Nagle)
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def log_message(self, format: str, *args: Any) -> None:
             return
 
@@ -280,7 +285,10 @@ class SandboxServer:
     def start(self) -> SandboxServer:
         """Start serving in a daemon thread."""
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"{self.app.name}-sandbox", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.app.name}-sandbox",
+            daemon=True,
         )
         self._thread.start()
         return self

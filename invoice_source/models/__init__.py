@@ -8,7 +8,9 @@ Header comments declare what a model needs:
   skipped (and any stale copy dropped), so a dataset with one source still gets its models.
 - ``-- union_of: a, b, c``: the model is the ``union all`` of those of them that exist.
 
-``{{ name }}`` in a file is replaced by the fully qualified name of table ``name``.
+``{{ name }}`` in a file is replaced by the fully qualified name of table ``name``;
+``{{ json_text(column, key) }}`` reads a JSON key as text in the destination's dialect (the one
+construct DuckDB and PostgreSQL spell differently that the models need).
 Column documentation and integrity tests live in ``schema.yml`` beside the SQL.
 """
 
@@ -31,6 +33,7 @@ SQL_DIR = Path(__file__).parent / "sql"
 LAYERS = ("staging", "marts", "reports")
 CURRENCIES_TABLE = "currencies"
 _REF = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_JSON_TEXT = re.compile(r"\{\{\s*json_text\(\s*([\w.]+)\s*,\s*(\w+)\s*\)\s*\}\}")
 _HEADER = re.compile(r"^--\s*(requires|union_of):")
 
 
@@ -106,7 +109,17 @@ def existing_tables(client: Any) -> set[str]:
 
 
 def render(sql: str, client: Any) -> str:
-    """Replace ``{{ name }}`` references with fully qualified table names."""
+    """Replace ``{{ name }}`` with the qualified table name and ``{{ json_text(col, key) }}``
+    with the dialect's way to read a JSON object's key as text."""
+    dialect = getattr(client.capabilities, "sqlglot_dialect", None)
+
+    def json_text(match: re.Match[str]) -> str:
+        column, key = match.group(1), match.group(2)
+        if dialect == "duckdb":
+            return f"json_extract_string({column}, '$.{key}')"
+        return f"({column} ->> '{key}')"
+
+    sql = _JSON_TEXT.sub(json_text, sql)
     return _REF.sub(lambda m: client.make_qualified_table_name(m.group(1)), sql)
 
 

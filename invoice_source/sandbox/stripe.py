@@ -184,6 +184,7 @@ class StripeApp(App):
         self._keys = array("q")
         self._models: dict[str, InvoiceModel] = {}
         self._deleted: set[str] = set()
+        self._external_ids: set[str] = set()  # created by another system (PrepBusiness)
         self._events: list[_Event] = []
         self._event_keys: list[int] = []
         self._next_invoice = ADDED_INVOICE_BASE
@@ -582,14 +583,18 @@ class StripeApp(App):
         metadata: dict[str, str],
         finalize: bool = True,
     ) -> str:
-        """Create an invoice now for another system, finalized unless asked otherwise."""
-        return self.add_invoice(
+        """Create an invoice now for another system, finalized unless asked otherwise.
+
+        ``demo_changes`` leaves these alone: their life belongs to the system that made them."""
+        invoice_id = self.add_invoice(
             customer=customer,
             currency=currency,
             lines=lines,
             metadata=metadata,
             status="open" if finalize else "draft",
         )
+        self._external_ids.add(invoice_id)
+        return invoice_id
 
     def pay_invoice(self, invoice_id: str) -> None:
         """Pay an open invoice."""
@@ -618,7 +623,7 @@ class StripeApp(App):
                 break
             invoice_id = stripe_id("in", key & _NUMBER_MASK)
             model = self._model(invoice_id)
-            if model is None:
+            if model is None or invoice_id in self._external_ids:
                 continue
             if model.status == "open" and len(opened) < wanted_open:
                 opened.append(invoice_id)

@@ -1,4 +1,4 @@
-"""The three sandboxes loaded, changed and loaded again: the reports find exactly the planted mismatches."""
+"""Three sandboxes loaded, changed, loaded again: the reports find exactly the planted faults."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_given_the_planted_prepbusiness_mismatches_when_reconciled_then_exactly_
     }
 
 
-def test_given_overdue_and_mismatched_alternative_payments_invoices_when_reconciled_then_exactly_those(
+def test_given_overdue_and_mismatched_ap_invoices_when_reconciled_then_exactly_those_are_found(
     reconciled: dlt.Pipeline, sandboxes: SandboxSet
 ) -> None:
     app = sandboxes.alternative_payments

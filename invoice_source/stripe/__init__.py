@@ -31,9 +31,9 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from invoice_source.columns import Column, TableBuilder, column_hints
-from invoice_source.errors import AuthenticationError, ConfigurationError, NotFoundError
+from invoice_source.errors import AuthenticationError, NotFoundError
 from invoice_source.stripe import settings
-from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient, Transport
+from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient
 from invoice_source.stripe.reader import ConcurrentInvoiceReader, InvoicePage
 from invoice_source.stripe.shapes import (
     INVOICE_COLUMNS,
@@ -96,7 +96,7 @@ def stripe_source(
         base_url=base_url,
         api_version=api_version,
         account=account,
-        transport=_transport(transport),
+        transport=transport,
         appgregator_name=appgregator_name,
         appgregator_connection_name=appgregator_connection_name,
         requests_per_second=requests_per_second,
@@ -141,16 +141,6 @@ def with_table_hints(resource: DltResource) -> DltResource:
             create_table_variant=True,
         )
     return resource
-
-
-def _transport(value: str) -> Transport:
-    if value == "appgregator":
-        return "appgregator"
-    if value == "stripe":
-        return "stripe"
-    raise ConfigurationError(
-        f"sources.stripe.transport must be 'stripe' or 'appgregator', not {value!r}"
-    )
 
 
 class StripeInvoiceSync:

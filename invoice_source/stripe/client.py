@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import orjson
@@ -23,7 +23,6 @@ from invoice_source.stripe import settings
 
 logger = logging.getLogger("invoice_source.stripe")
 
-Transport = Literal["stripe", "appgregator"]
 Invoice = dict[str, Any]
 
 
@@ -79,7 +78,7 @@ class StripeClient:
         base_url: str = settings.DEFAULT_BASE_URL,
         api_version: str = settings.DEFAULT_API_VERSION,
         account: str | None = None,
-        transport: Transport = "stripe",
+        transport: str = "stripe",
         appgregator_name: str | None = None,
         appgregator_connection_name: str | None = None,
         requests_per_second: float | None = None,
@@ -95,6 +94,7 @@ class StripeClient:
             )
         register_secret(api_key)
         self.transport = transport
+        self.base_url = base_url
         headers: dict[str, str] = {"Accept": "application/json"}
         params: dict[str, str] = {}
         if transport == "appgregator":
@@ -154,7 +154,7 @@ class StripeClient:
                 raise PaginationError(
                     f"Stripe list returned invoices outside the requested created window"
                     f" ({outside[0]} and {len(outside) - 1} more): the API or proxy at"
-                    f" {self.http._client.base_url} ignores created[...] filters; refusing to"
+                    f" {self.base_url} ignores created[...] filters; refusing to"
                     " load a partial or duplicated history",
                     api="stripe",
                 )

@@ -22,8 +22,8 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 lint: venv
-	$(BIN)/ruff check invoice_source pipelines tests benchmarks
-	$(BIN)/ruff format --check invoice_source pipelines tests benchmarks
+	$(BIN)/ruff check invoice_source pipelines tests benchmarks notebooks
+	$(BIN)/ruff format --check invoice_source pipelines tests benchmarks notebooks
 
 typecheck: venv
 	$(BIN)/mypy
@@ -34,7 +34,7 @@ bench: venv
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 notebooks: venv
-	$(BIN)/invoice-sync demo --quiet
+	test -f invoice_sync.duckdb || $(BIN)/invoice-sync demo --quiet
 	$(BIN)/marimo edit notebooks
 
 audit: venv

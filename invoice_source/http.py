@@ -5,7 +5,9 @@ retrying (429, 5xx, connection resets, timeouts, truncated or non-JSON bodies) w
 backoff while honouring ``Retry-After``, spaces requests with a rate limiter shared by all
 threads of a client (a 429 pauses every thread), counts requests, and builds error messages with
 secrets masked. API-specific error bodies are turned into exceptions by an ``error_factory``
-that each client passes in.
+that each client passes in. Credentials never travel unencrypted: a ``base_url`` must be https
+(plain http only to loopback, where the sandboxes are), certificates are always verified, and
+one that fails verification is an error at once, not a retry.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import email.utils
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from collections import Counter
@@ -29,6 +32,7 @@ from invoice_source.errors import (
     ApiError,
     ApiUnavailableError,
     AuthenticationError,
+    ConfigurationError,
     InvalidRequestError,
     NotFoundError,
 )
@@ -37,6 +41,8 @@ from invoice_source.redaction import redact
 logger = logging.getLogger("invoice_source.http")
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# The only hosts plain http is allowed to: the sandboxes on this machine.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _totals_lock = threading.Lock()
 REQUEST_TOTALS: Counter[str] = Counter()
@@ -48,6 +54,11 @@ Sleep = Callable[[float], None]
 def default_sleep(seconds: float) -> None:
     """How clients wait between retries unless given another ``sleep`` (tests replace it)."""
     time.sleep(seconds)
+
+
+def _sleep_by_default(seconds: float) -> None:
+    """Calls :func:`default_sleep` as it is at call time, so replacing it reaches every limiter."""
+    default_sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -84,18 +95,19 @@ class RateLimiter:
     """Spaces requests at most ``requests_per_second`` apart across threads.
 
     ``pause(seconds)`` holds every thread back, which is how one 429 slows the whole client
-    rather than each thread discovering the limit on its own.
+    rather than each thread discovering the limit on its own. Without ``sleep`` it waits with
+    :func:`default_sleep`, like the clients' retries.
     """
 
     def __init__(
         self,
         requests_per_second: float | None,
         *,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.interval = 1.0 / requests_per_second if requests_per_second else 0.0
-        self._sleep = sleep
+        self._sleep = sleep or _sleep_by_default
         self._clock = clock
         self._lock = threading.Lock()
         self._next_slot = 0.0
@@ -163,12 +175,54 @@ def describe_request(request: httpx.Request) -> str:
     return f"{request.method} {request.url.path}"
 
 
+def describe_url(url: httpx.URL) -> str:
+    """``scheme://host:port/path`` of a URL, for messages: no user info, no query string."""
+    return str(url.copy_with(query=None, fragment=None, userinfo=b""))
+
+
+def check_base_url(base_url: str, config_section: str) -> httpx.URL:
+    """The parsed ``base_url``; refuses anything but https, except plain http to loopback
+    (credentials must never cross a network unencrypted)."""
+    key = f"{config_section}.base_url"
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"{key} must be an https:// URL such as https://api.example.com, not"
+            f" {redact(repr(base_url))}"
+        )
+    if url.scheme == "http" and url.host not in LOOPBACK_HOSTS:
+        raise ConfigurationError(
+            f"{key} {describe_url(url)} is plain http: the credentials would cross the network"
+            " unencrypted; use https://"
+        )
+    return url
+
+
+def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The TLS certificate verification failure behind a connection error, if that is what it
+    was (retrying cannot fix it)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 class ApiClient:
     """An httpx client with retries, a rate limiter, request counting and clean errors.
 
     ``params`` are sent with every request (the Appgregator proxy needs ``name`` and
     ``connection_name`` on each call). ``error_factory`` turns a non-retryable error response
-    into an exception whose message comes from the API's own error body.
+    into an exception whose message comes from the API's own error body. ``config_section``
+    (default ``sources.<api>``) is named in errors that a wrong ``base_url`` would cause.
+    ``base_url`` must be https (plain http only to loopback, for the sandboxes) and TLS
+    certificates are always verified.
     """
 
     def __init__(
@@ -187,8 +241,11 @@ class ApiClient:
         max_connections: int = 16,
         transport: httpx.BaseTransport | None = None,
         decimal_json: bool = False,
+        config_section: str | None = None,
     ) -> None:
         self.api = api
+        self.config_section = config_section or f"sources.{api}"
+        check_base_url(base_url, self.config_section)
         self._decode: Callable[[bytes], Any] = (
             (lambda body: json.loads(body, parse_float=Decimal)) if decimal_json else orjson.loads
         )
@@ -257,14 +314,21 @@ class ApiClient:
                 self._count()
             except httpx.TransportError as exc:
                 self._count()
+                self._raise_for_certificate(exc, path)
                 retryable = retry_all or isinstance(exc, httpx.ConnectError)
                 if retryable and attempt < self.retry.max_attempts:
-                    self._wait(attempt, None, reason=f"{type(exc).__name__} on {method} /{path}")
+                    reason = f"{type(exc).__name__} on {method} {self._url(path).path}"
+                    self._wait(attempt, None, reason=reason)
                     continue
+                hint = (
+                    f"; check {self.config_section}.base_url"
+                    if isinstance(exc, httpx.ConnectError)
+                    else ""
+                )
                 raise ApiUnavailableError(
                     redact(
-                        f"{self.api} API unreachable at {method} /{path.lstrip('/')} after"
-                        f" {attempt} attempt(s): {type(exc).__name__}: {exc}"
+                        f"{self.api} API unreachable at {method} {self._describe(path)} after"
+                        f" {attempt} attempt(s): {type(exc).__name__}: {exc}{hint}"
                     ),
                     api=self.api,
                 ) from None
@@ -298,11 +362,16 @@ class ApiClient:
                 return self._decode(response.content) if response.content else None
             except ValueError:
                 if method.upper() == "GET" and attempt < self.retry.max_attempts:
-                    self._wait(attempt, None, reason=f"non-JSON body from {method} /{path}")
+                    reason = f"non-JSON body from {method} {self._url(path).path}"
+                    self._wait(attempt, None, reason=reason)
                     continue
                 raise ApiUnavailableError(
-                    f"{self.api} API sent a body that is not JSON for {method} /{path.lstrip('/')}"
-                    f" (status {response.status_code}, {len(response.content)} bytes)",
+                    redact(
+                        f"{self.api} API sent a body that is not JSON for {method}"
+                        f" {self._describe(path)} (status {response.status_code},"
+                        f" {len(response.content)} bytes, after {attempt} attempt(s)); check"
+                        f" {self.config_section}.base_url points at the API"
+                    ),
                     status_code=response.status_code,
                     api=self.api,
                 ) from None
@@ -320,6 +389,27 @@ class ApiClient:
         items = params.items() if isinstance(params, Mapping) else params
         merged.extend((key, value) for key, value in items if value is not None)
         return merged
+
+    def _url(self, path: str) -> httpx.URL:
+        return self._client.base_url.join(path.lstrip("/"))
+
+    def _describe(self, path: str) -> str:
+        return describe_url(self._url(path))
+
+    def _raise_for_certificate(self, exc: httpx.TransportError, path: str) -> None:
+        """A certificate that fails verification is not retried, and verification stays on."""
+        failure = certificate_error(exc)
+        if failure is None:
+            return
+        raise ApiUnavailableError(
+            redact(
+                f"{self.api} API at {self._describe(path)} presented a TLS certificate that"
+                f" cannot be verified ({failure.verify_message or failure.reason}); certificate"
+                f" verification stays on: check {self.config_section}.base_url, or trust a"
+                " proxy's CA with SSL_CERT_FILE"
+            ),
+            api=self.api,
+        ) from None
 
     def _count(self) -> None:
         with self._count_lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -129,6 +130,17 @@ class App:
     ) -> None:
         """Answer the next ``times`` matching requests with ``status``."""
         self.inject(Fault("status", status, retry_after, times, path_pattern, body=body))
+
+    @property
+    def pending_faults(self) -> list[Fault]:
+        """Queued faults that still have uses left."""
+        with self._lock:
+            return list(self._faults)
+
+    def clear_faults(self) -> None:
+        """Drop every queued fault (the API recovers)."""
+        with self._lock:
+            self._faults.clear()
 
     def take_fault(self, request: Request) -> Fault | None:
         """The next queued fault matching ``request``, consuming one of its uses."""
@@ -269,18 +281,33 @@ class _Server(ThreadingHTTPServer):
 
 
 class SandboxServer:
-    """Serves an :class:`App` over real HTTP on a loopback port, in a background thread."""
+    """Serves an :class:`App` over real HTTP on a loopback port, in a background thread.
 
-    def __init__(self, app: App, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    With ``ssl_context`` (a server-side context holding a certificate) it serves HTTPS, which
+    is how tests check that clients verify certificates.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.app = app
         self._server = _Server((host, port), _make_handler(app))
+        self._scheme = "http"
+        if ssl_context is not None:
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:53817``."""
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def start(self) -> SandboxServer:
         """Start serving in a daemon thread."""

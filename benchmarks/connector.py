@@ -1,0 +1,177 @@
+"""One connector run, measured from inside its own process.
+
+``python -m benchmarks.connector --api stripe --duckdb PATH --pipelines-dir DIR --workers 4
+[--requests-per-second R] [--duckdb-setting memory_limit=256MB] [--profile FILE]`` runs
+``pipeline.run(<api>_source(...))`` into the DuckDB file, the source configured from the
+``SOURCES__<API>__*`` env vars the sandbox gave, and prints a ``BENCH_RESULT`` line: wall time
+of ``pipeline.run``, requests sent (the HTTP layer's ``REQUEST_TOTALS``), rows per table and
+rows this run loaded, the time and peak memory of each dlt step (extract, normalize, load;
+memory sampled every 20 ms from ``/proc/self/statm``), and the process's peak resident memory.
+Running it again on the same files is an incremental run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+from benchmarks.apis import APIS
+from benchmarks.child import emit_result
+from invoice_source.http import REQUEST_TOTALS
+
+PIPELINE_DATASET = "invoices"
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_STATM = Path("/proc/self/statm")
+
+
+class RssSampler:
+    """Samples this process's resident memory in a background thread."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> RssSampler:
+        """Start sampling (a no-op where ``/proc/self/statm`` does not exist)."""
+        if _STATM.exists():
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            resident_pages = int(_STATM.read_text().split()[1])
+            self.samples.append((time.time(), resident_pages * _PAGE_SIZE / 2**20))
+            self._stop.wait(self.interval)
+
+    def peak_between(self, start: float, end: float) -> float | None:
+        """Highest sample taken between two ``time.time()`` instants, in MB."""
+        inside = [mb for at, mb in self.samples if start <= at <= end]
+        return max(inside) if inside else None
+
+
+def table_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Rows in every data table of the pipeline's schema."""
+    counts: dict[str, int] = {}
+    with pipeline.sql_client() as client:
+        for table in pipeline.default_schema.data_table_names():
+            rows = client.execute_sql(f'SELECT count(*) FROM "{table}"')
+            counts[table] = int(rows[0][0]) if rows else 0
+    return counts
+
+
+def step_figures(pipeline: dlt.Pipeline, sampler: RssSampler) -> dict[str, dict[str, Any]]:
+    """Seconds and peak memory of each step of the last ``pipeline.run``."""
+    steps: dict[str, dict[str, Any]] = {}
+    trace = pipeline.last_trace
+    if trace is None:
+        return steps
+    for step in trace.steps:
+        if step.started_at is None or step.finished_at is None or step.step == "run":
+            continue
+        start, end = step.started_at.timestamp(), step.finished_at.timestamp()
+        steps[step.step] = {"seconds": end - start, "peak_rss_mb": sampler.peak_between(start, end)}
+    return steps
+
+
+def duckdb_settings(pairs: list[str]) -> dict[str, Any] | None:
+    """``KEY=VALUE`` strings as DuckDB global settings (``None`` when there are none)."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key.strip():
+            raise SystemExit(f"--duckdb-setting wants KEY=VALUE, not {pair!r}")
+        settings[key.strip()] = value.strip()
+    return settings or None
+
+
+def rows_loaded(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Rows the last run normalized per data table (what it re-read or added)."""
+    trace = pipeline.last_trace
+    info = trace.last_normalize_info if trace is not None else None
+    if info is None:
+        return {}
+    data_tables = set(pipeline.default_schema.data_table_names())
+    return {table: count for table, count in info.row_counts.items() if table in data_tables}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the connector once and print its result."""
+    parser = argparse.ArgumentParser(description="One measured connector run.")
+    parser.add_argument("--api", choices=sorted(APIS), default="stripe")
+    parser.add_argument("--duckdb", type=Path, required=True)
+    parser.add_argument("--pipelines-dir", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--requests-per-second",
+        type=float,
+        default=None,
+        help="client-side rate limit; 0 means none; omitted means the source's default",
+    )
+    parser.add_argument(
+        "--duckdb-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a DuckDB setting for the load, e.g. memory_limit=256MB (repeatable)",
+    )
+    parser.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
+    args = parser.parse_args(argv)
+    api = APIS[args.api]
+    sampler = RssSampler().start()
+    global_config = duckdb_settings(args.duckdb_setting)
+    pipeline = dlt.pipeline(
+        pipeline_name=f"bench_{api.name}",
+        destination=dlt.destinations.duckdb(
+            DuckDbCredentials(str(args.duckdb), global_config=global_config)
+        ),
+        dataset_name=PIPELINE_DATASET,
+        pipelines_dir=str(args.pipelines_dir),
+    )
+    source = api.make_source(workers=args.workers, requests_per_second=args.requests_per_second)
+    requests_before = sum(REQUEST_TOTALS.values())
+    profiler = cProfile.Profile() if args.profile else None
+    started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    pipeline.run(source)
+    if profiler is not None:
+        profiler.disable()
+    seconds = time.perf_counter() - started
+    sampler.stop()
+    if profiler is not None:
+        profiler.dump_stats(str(args.profile))
+    emit_result(
+        {
+            "seconds": seconds,
+            "requests": sum(REQUEST_TOTALS.values()) - requests_before,
+            "tables": table_counts(pipeline),
+            "rows_loaded": rows_loaded(pipeline),
+            "invoices_table": api.invoices_table,
+            "line_items_table": api.line_items_table,
+            "steps": step_figures(pipeline, sampler),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ as extra columns, typed by inference, so nothing is dropped silently.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +21,8 @@ import pyarrow as pa
 from invoice_source.money import AMOUNT_SCALE
 
 Kind = Literal["text", "bigint", "bool", "timestamp", "json", "double", "decimal"]
+
+logger = logging.getLogger("invoice_source.columns")
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "text": pa.string(),
@@ -121,8 +124,19 @@ class TableBuilder:
         arrays: list[pa.Array] = []
         fields: list[pa.Field] = []
         for column in self.columns:
-            arrays.append(_to_array(self._data[column.name], column.kind))
+            values, variants = _split_variants(self._data[column.name], column.kind)
+            arrays.append(_to_array(values, column.kind))
             fields.append(pa.field(column.name, _ARROW_TYPES[column.kind], column.nullable))
+            for kind, odd in variants.items():
+                logger.warning(
+                    "column %s: %d value(s) of another type landed in %s__v_%s",
+                    column.name,
+                    sum(v is not None for v in odd),
+                    column.name,
+                    kind,
+                )
+                arrays.append(_to_array(odd, kind))
+                fields.append(pa.field(f"{column.name}__v_{kind}", _ARROW_TYPES[kind]))
         for name, values in self._extra.items():
             kind = self._extra_kinds.get(name, "text")
             if any(v is not None and _infer_kind(v) != kind for v in values):
@@ -130,6 +144,41 @@ class TableBuilder:
             arrays.append(_to_array(values, kind))
             fields.append(pa.field(name, _ARROW_TYPES[kind]))
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+_ACCEPTS: dict[str, tuple[type, ...]] = {
+    "text": (str,),
+    "bigint": (int,),
+    "bool": (bool,),
+    "double": (int, float),
+    "decimal": (Decimal, int),
+    "timestamp": (int, datetime),
+}
+
+
+def _fits(value: Any, kind: Kind) -> bool:
+    if value is None or kind == "json":
+        return True
+    if isinstance(value, bool) and kind != "bool":
+        return False
+    return isinstance(value, _ACCEPTS[kind])
+
+
+def _split_variants(values: list[Any], kind: Kind) -> tuple[list[Any], dict[Kind, list[Any]]]:
+    """Values that fit ``kind`` stay; others move to variant columns by their own kind (as dlt
+    names them: ``<column>__v_<kind>``), so a type change upstream loses nothing."""
+    if all(_fits(value, kind) for value in values):
+        return values, {}
+    kept: list[Any] = []
+    variants: dict[Kind, list[Any]] = {}
+    for index, value in enumerate(values):
+        if _fits(value, kind):
+            kept.append(value)
+            continue
+        kept.append(None)
+        odd_kind = _infer_kind(value)
+        variants.setdefault(odd_kind, [None] * len(values))[index] = value
+    return kept, variants
 
 
 def _to_array(values: list[Any], kind: Kind) -> pa.Array:

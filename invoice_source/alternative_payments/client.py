@@ -316,11 +316,12 @@ class AlternativePaymentsClient:
         page_size: int = settings.DEFAULT_PAGE_SIZE,
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep | None = None,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         register_secret(client_secret)
+        retry = retry or RetryPolicy.from_dlt_config()
         check_settings(base_url, client_id, client_secret, page_size)
         self.page_size = page_size
         limiter = RateLimiter(requests_per_second or None, sleep=sleep)

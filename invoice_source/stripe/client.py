@@ -61,6 +61,8 @@ def stripe_error(response: httpx.Response) -> ApiError:
     hint = ""
     if response.status_code == 401:
         hint = " Check sources.stripe.api_key (env SOURCES__STRIPE__API_KEY)."
+    elif response.status_code == 404 and "Unrecognized request URL" in message:
+        hint = " Check sources.stripe.base_url (env SOURCES__STRIPE__BASE_URL)."
     text = (
         f"Stripe API {response.status_code} {kind} on {response.request.method}"
         f" {response.request.url.path}: {message}{param}.{hint}"

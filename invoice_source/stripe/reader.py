@@ -85,37 +85,44 @@ class ConcurrentInvoiceReader:
 
     def _read_window(self, window: CreatedWindow, exclude_ids: frozenset[str]) -> None:
         pages = self.client.iter_invoice_pages(window, page_size=self.page_size)
-        for page_number, invoices in enumerate(pages, start=1):
+        boundary: tuple[int, set[str]] | None = None  # oldest created so far, ids read at it
+        for listed in pages:
             if self._cancelled.is_set():
                 return
-            if exclude_ids:
-                invoices = [inv for inv in invoices if inv["id"] not in exclude_ids]
+            invoices = [inv for inv in listed if inv["id"] not in exclude_ids]
             page = InvoicePage(invoices)
             for invoice in invoices:
                 if (invoice.get("lines") or {}).get("has_more"):
                     page.lines[invoice["id"]] = self.client.complete_lines(invoice)
             if invoices:
                 self._put(page)
-            if page_number == 1 and self._should_split(window, invoices):
-                self._split(window, invoices)
+            oldest = int(listed[-1]["created"])
+            if boundary is None or boundary[0] != oldest:
+                inherited = (
+                    exclude_ids if window.end is not None and oldest == window.end - 1 else ()
+                )
+                boundary = (oldest, set(inherited))
+            boundary[1].update(inv["id"] for inv in listed if int(inv["created"]) == oldest)
+            if self._should_split(window, listed):
+                self._split(window, oldest, frozenset(boundary[1]))
                 pages.close()
                 return
 
-    def _should_split(self, window: CreatedWindow, invoices: list[Invoice]) -> bool:
-        if len(invoices) < self.page_size or window.start is None:
+    def _should_split(self, window: CreatedWindow, listed: list[Invoice]) -> bool:
+        """Split while a worker is free and the page was full (more pages are likely)."""
+        if len(listed) < self.page_size or window.start is None:
             return False
-        oldest = int(invoices[-1]["created"])
+        oldest = int(listed[-1]["created"])
         with self._lock:
             spare = self._pending < self.max_workers
         return spare and oldest - window.start > MIN_SPLIT_SECONDS
 
-    def _split(self, window: CreatedWindow, invoices: list[Invoice]) -> None:
-        """Hand the rest of ``window`` (older than this page) to two workers."""
+    def _split(self, window: CreatedWindow, oldest: int, seen_at_oldest: frozenset[str]) -> None:
+        """Hand the rest of ``window`` (created at or before ``oldest``) to two workers; the
+        newer half re-lists the second ``oldest`` without the ids already read in it."""
         assert window.start is not None
-        oldest = int(invoices[-1]["created"])
-        seen_in_boundary = frozenset(inv["id"] for inv in invoices if int(inv["created"]) == oldest)
         middle = window.start + (oldest + 1 - window.start) // 2
-        self._submit(CreatedWindow(middle, oldest + 1), seen_in_boundary)
+        self._submit(CreatedWindow(middle, oldest + 1), seen_at_oldest)
         self._submit(CreatedWindow(window.start, middle), frozenset())
 
     def _put(self, item: object) -> None:

@@ -104,10 +104,6 @@ def test_given_a_wrong_base_url_when_run_then_one_line_names_base_url(
     assert not has_table(duckdb_path, "stripe_invoices")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="invoice_source.stripe.client.stripe_error adds the base_url hint only to 401s",
-)
 def test_given_a_base_url_with_the_wrong_path_when_run_then_one_line_names_base_url(
     stripe_app: ScriptedStripeApp,
     stripe_server: SandboxServer,

@@ -34,11 +34,6 @@ from tests.faults.support import (
 
 PAGE_SIZE = 10
 SOURCES = ["prepbusiness", "alternative_payments"]
-AP_IGNORES_RUNTIME_RETRY_SETTINGS = (
-    "invoice_source.alternative_payments.client.AlternativePaymentsClient retries with"
-    " RetryPolicy() and time.sleep: it ignores [runtime] request_max_attempts /"
-    " request_backoff_factor and really sleeps in tests"
-)
 
 Landed = dict[Any, tuple[Any, ...]]
 
@@ -259,10 +254,7 @@ def test_given_a_run_killed_mid_load_when_run_again_then_every_invoice_lands_onc
     "case",
     [
         "prepbusiness",
-        pytest.param(
-            "alternative_payments",
-            marks=pytest.mark.xfail(strict=True, reason=AP_IGNORES_RUNTIME_RETRY_SETTINGS),
-        ),
+        "alternative_payments",
     ],
     indirect=True,
 )

@@ -372,3 +372,24 @@ def test_given_an_end_date_before_the_start_date_when_synced_then_a_clear_error(
 
     with pytest.raises(ConfigurationError, match=r"end_date .* is not after start_date"):
         stripe_source(start_date="2026-02-01", end_date="2026-01-01")
+
+
+def test_given_many_invoices_per_second_when_read_concurrently_then_each_lands_exactly_once(
+    stripe_app: StripeApp, sync: Sync, query: Query, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from invoice_source.stripe import reader
+
+    monkeypatch.setattr(reader, "MIN_SPLIT_SECONDS", 0)
+    now = int(time.time())
+    stripe_app.seed_invoices(1500, start=now - 3 * DAY, end=now - 3 * DAY + 300)
+    stripe_app.reset_log()
+
+    sync(max_workers=4)
+
+    assert scalar(query, "select count(*) from stripe_invoices") == stripe_app.count()
+    assert scalar(query, "select count(distinct id) from stripe_invoices") == stripe_app.count()
+    windows = {
+        (r.arg("created[gte]"), r.arg("created[lt]"))
+        for r in stripe_app.requests_to(r"^/v1/invoices$", "GET")
+    }
+    assert len(windows) > 4, "the range was never split across workers"

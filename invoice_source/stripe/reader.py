@@ -5,8 +5,10 @@ To read a long history concurrently, a worker that finds more pages behind its f
 the rest of its range in two while there is spare concurrency: it hands the older half to another
 worker and carries on with the newer half. The second that the page boundary falls in goes to
 the newer half, with the ids already read excluded, so no invoice is read twice or skipped.
-Invoices with more than ten lines get the rest from ``/v1/invoices/{id}/lines`` in the same
-worker. Results flow through a bounded queue, so memory stays flat however long the history.
+Invoices with more than ten lines get the rest from ``/v1/invoices/{id}/lines`` through a second
+pool of ``max_workers`` threads, so a page's line requests run side by side (the client's rate
+limiter still spaces every request). Results flow through a bounded queue, so memory stays flat
+however long the history.
 """
 
 from __future__ import annotations
@@ -49,8 +51,12 @@ class ConcurrentInvoiceReader:
 
     def read(self, window: CreatedWindow) -> Iterator[InvoicePage]:
         """Yield pages of ``window`` as workers finish them (in no particular order)."""
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="stripe-read") as pool:
+        with (
+            ThreadPoolExecutor(self.max_workers, thread_name_prefix="stripe-read") as pool,
+            ThreadPoolExecutor(self.max_workers, thread_name_prefix="stripe-lines") as lines,
+        ):
             self._pool = pool
+            self._lines_pool = lines
             self._submit(window, frozenset())
             try:
                 while True:
@@ -91,9 +97,10 @@ class ConcurrentInvoiceReader:
                 return
             invoices = [inv for inv in listed if inv["id"] not in exclude_ids]
             page = InvoicePage(invoices)
-            for invoice in invoices:
-                if (invoice.get("lines") or {}).get("has_more"):
-                    page.lines[invoice["id"]] = self.client.complete_lines(invoice)
+            more = [inv for inv in invoices if (inv.get("lines") or {}).get("has_more")]
+            completed = self._lines_pool.map(self.client.complete_lines, more)
+            for invoice, lines in zip(more, completed, strict=True):
+                page.lines[invoice["id"]] = lines
             if invoices:
                 self._put(page)
             oldest = int(listed[-1]["created"])

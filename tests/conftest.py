@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import dlt
 import pytest
+
+from invoice_source import http
 
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
@@ -50,3 +54,33 @@ def postgres_available() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} (CI=true: PostgreSQL tests must run)")
     pytest.skip(message)
+
+
+@pytest.fixture
+def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every retry wait and rate-limiter pause, recorded instead of slept."""
+    sleeps: list[float] = []
+    monkeypatch.setattr(http, "default_sleep", sleeps.append)
+    return sleeps
+
+
+@pytest.fixture
+def pipeline(duckdb_path: Path, tmp_path: Path) -> dlt.Pipeline:
+    """A dlt pipeline into a fresh DuckDB file, dataset ``invoices``."""
+    return dlt.pipeline(
+        pipeline_name="invoice_sync_test",
+        destination=dlt.destinations.duckdb(str(duckdb_path)),
+        dataset_name="invoices",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+
+
+@pytest.fixture
+def query(pipeline: dlt.Pipeline) -> Callable[[str], list[tuple[Any, ...]]]:
+    """Run SQL against the pipeline's dataset."""
+
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        with pipeline.sql_client() as client:
+            return [tuple(row) for row in client.execute_sql(sql) or []]
+
+    return run

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from invoice_source import http
 from invoice_source.pipeline import SyncOptions, SyncResult, run_sync
 from invoice_source.sandbox.server import SandboxServer
 from tests.faults.support import ScriptedStripeApp
@@ -67,14 +66,6 @@ def stripe_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
-
-
-@pytest.fixture
-def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Every retry wait and rate-limiter pause, recorded instead of slept."""
-    sleeps: list[float] = []
-    monkeypatch.setattr(http, "default_sleep", sleeps.append)
-    return sleeps
 
 
 @pytest.fixture

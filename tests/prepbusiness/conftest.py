@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import dlt
 import pytest
 
-from invoice_source import http
 from invoice_source.prepbusiness import PrepBusinessClient, prepbusiness_source
 from invoice_source.sandbox.prepbusiness import PrepBusinessApp
 from invoice_source.sandbox.server import SandboxServer
@@ -99,14 +97,6 @@ def pb_env(
 
 
 @pytest.fixture
-def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Retry waits, recorded instead of slept."""
-    sleeps: list[float] = []
-    monkeypatch.setattr(http, "default_sleep", sleeps.append)
-    return sleeps
-
-
-@pytest.fixture
 def make_client(
     pb_app: PrepBusinessApp, base_url: str, recorded_sleeps: list[float]
 ) -> Iterator[Callable[..., PrepBusinessClient]]:
@@ -132,32 +122,10 @@ def make_client(
 
 
 @pytest.fixture
-def pipeline(duckdb_path: Path, tmp_path: Path) -> dlt.Pipeline:
-    """A dlt pipeline into a fresh DuckDB file, dataset ``invoices``."""
-    return dlt.pipeline(
-        pipeline_name="prepbusiness_test",
-        destination=dlt.destinations.duckdb(str(duckdb_path)),
-        dataset_name="invoices",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
-
-
-@pytest.fixture
 def sync(pipeline: dlt.Pipeline, pb_env: dict[str, str]) -> Callable[..., Any]:
     """Run the PrepBusiness source once (kwargs go to ``prepbusiness_source``)."""
 
     def run(**kwargs: Any) -> Any:
         return pipeline.run(prepbusiness_source(**kwargs))
-
-    return run
-
-
-@pytest.fixture
-def query(pipeline: dlt.Pipeline) -> Callable[[str], list[tuple[Any, ...]]]:
-    """Run SQL against the pipeline's dataset."""
-
-    def run(sql: str) -> list[tuple[Any, ...]]:
-        with pipeline.sql_client() as client:
-            return [tuple(row) for row in client.execute_sql(sql) or []]
 
     return run

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import dlt
 import pytest
 
-from invoice_source import http
 from invoice_source.sandbox.server import SandboxServer
 from invoice_source.sandbox.stripe import StripeApp
 from invoice_source.stripe import stripe_source
@@ -49,40 +47,10 @@ def stripe_env(
 
 
 @pytest.fixture
-def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Retry waits, recorded instead of slept."""
-    sleeps: list[float] = []
-    monkeypatch.setattr(http, "default_sleep", sleeps.append)
-    return sleeps
-
-
-@pytest.fixture
-def pipeline(duckdb_path: Path, tmp_path: Path) -> dlt.Pipeline:
-    """A dlt pipeline into a fresh DuckDB file, dataset ``invoices``."""
-    return dlt.pipeline(
-        pipeline_name="stripe_test",
-        destination=dlt.destinations.duckdb(str(duckdb_path)),
-        dataset_name="invoices",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
-
-
-@pytest.fixture
 def sync(pipeline: dlt.Pipeline, stripe_env: dict[str, str]) -> Callable[..., Any]:
     """Run the Stripe source once (kwargs go to ``stripe_source``)."""
 
     def run(**kwargs: Any) -> Any:
         return pipeline.run(stripe_source(**kwargs))
-
-    return run
-
-
-@pytest.fixture
-def query(pipeline: dlt.Pipeline) -> Callable[[str], list[tuple[Any, ...]]]:
-    """Run SQL against the pipeline's dataset."""
-
-    def run(sql: str) -> list[tuple[Any, ...]]:
-        with pipeline.sql_client() as client:
-            return [tuple(row) for row in client.execute_sql(sql)]
 
     return run

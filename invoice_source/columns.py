@@ -124,8 +124,14 @@ class TableBuilder:
         arrays: list[pa.Array] = []
         fields: list[pa.Field] = []
         for column in self.columns:
-            values, variants = _split_variants(self._data[column.name], column.kind)
-            arrays.append(_to_array(values, column.kind))
+            values = self._data[column.name]
+            variants: dict[Kind, list[Any]] = {}
+            try:
+                array = _to_array(values, column.kind)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+                values, variants = _split_variants(values, column.kind)
+                array = _to_array(values, column.kind)
+            arrays.append(array)
             fields.append(pa.field(column.name, _ARROW_TYPES[column.kind], column.nullable))
             for kind, odd in variants.items():
                 logger.warning(
@@ -166,9 +172,8 @@ def _fits(value: Any, kind: Kind) -> bool:
 
 def _split_variants(values: list[Any], kind: Kind) -> tuple[list[Any], dict[Kind, list[Any]]]:
     """Values that fit ``kind`` stay; others move to variant columns by their own kind (as dlt
-    names them: ``<column>__v_<kind>``), so a type change upstream loses nothing."""
-    if all(_fits(value, kind) for value in values):
-        return values, {}
+    names them: ``<column>__v_<kind>``), so a type change upstream loses nothing. Only called
+    when a column fails to convert, so the common path checks no value twice."""
     kept: list[Any] = []
     variants: dict[Kind, list[Any]] = {}
     for index, value in enumerate(values):

@@ -64,12 +64,11 @@ import math
 import random
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -107,6 +106,24 @@ MISMATCH_NEVER_PUSHED = "finalized_never_pushed"
 MISMATCH_TOTAL_DIFFERS = "stripe_total_differs"
 MISMATCH_PAID_ONE_SIDE = "paid_here_open_on_stripe"
 STRIPE_TOTAL_OFFSET_MINOR = 500
+LIST_CACHE_SIZE = 64
+"""Distinct list queries whose matching records are kept until the next change."""
+
+
+class ObservedRecord:
+    """A record that tells its sandbox whenever one of its fields is assigned, so the sandbox's
+    list caches stay exact however the record is changed (fields are assigned, never mutated in
+    place)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        observer = self.__dict__.get("_observer")
+        if observer is not None:
+            observer(self)
+
+    def observe(self, observer: Callable[[Any], None]) -> None:
+        """Call ``observer(record)`` after every later assignment to a field."""
+        object.__setattr__(self, "_observer", observer)
 
 
 @dataclass
@@ -141,7 +158,7 @@ def default_tokens() -> dict[str, str | None]:
 
 
 @dataclass
-class SandboxCharge:
+class SandboxCharge(ObservedRecord):
     """One billable charge."""
 
     id: int
@@ -156,7 +173,7 @@ class SandboxCharge:
 
 
 @dataclass
-class SandboxInvoice:
+class SandboxInvoice(ObservedRecord):
     """One invoice and what the sandbox needs to remember about its life on Stripe."""
 
     id: int
@@ -200,6 +217,8 @@ class OfflineStripe:
 
     def __init__(self) -> None:
         self.invoices: dict[str, dict[str, Any]] = {}
+        self.changes = 0
+        """Invoices created or paid through this object so far."""
         self._numbers = itertools.count(1)
 
     def create_external_invoice(
@@ -220,6 +239,7 @@ class OfflineStripe:
             "metadata": dict(metadata),
             "status": "open" if finalize else "draft",
         }
+        self.changes += 1
         return invoice_id
 
     def pay_invoice(self, invoice_id: str) -> None:
@@ -228,6 +248,7 @@ class OfflineStripe:
         if invoice["status"] != "open":
             raise ValueError(f"invoice {invoice_id} is {invoice['status']}, not open")
         invoice["status"] = "paid"
+        self.changes += 1
 
     def invoice_status(self, invoice_id: str) -> str:
         """The recorded status."""
@@ -364,10 +385,40 @@ def _parse_clause(token: str, fields: dict[str, str]) -> Clause:
 INVOICE_SEARCH_FIELDS = {"id": "integer", "stripe_invoice_id": "string", "created_at": "date"}
 CHARGE_SEARCH_FIELDS = {"id": "integer", "created_at": "date"}
 
+Record = TypeVar("Record", "SandboxInvoice", "SandboxCharge")
+
+
+def _group_matches(group: tuple[Clause, ...], record: object) -> bool:
+    return all(clause.matches(getattr(record, clause.field)) for clause in group)
+
+
+def matching_ids(records: Mapping[int, Any], search: SearchQuery) -> list[int]:
+    """Ids of the records ``search`` matches, ascending. A group holding an ``id:`` clause can
+    only match that one record, so it is checked on it alone; the other groups scan them all."""
+    if not search.groups:
+        return sorted(records)
+    found: set[int] = set()
+    scanned: list[tuple[Clause, ...]] = []
+    for group in search.groups:
+        pinned = next((c.value for c in group if c.field == "id" and c.op == ":"), None)
+        if not isinstance(pinned, int):
+            scanned.append(group)
+            continue
+        record = records.get(pinned)
+        if record is not None and _group_matches(group, record):
+            found.add(pinned)
+    if scanned:
+        found.update(
+            key
+            for key, record in records.items()
+            if key not in found and any(_group_matches(group, record) for group in scanned)
+        )
+    return sorted(found)
+
 
 # ---------------------------------------------------------------------- JSON with exact decimals
 _DECIMAL_MARK = "__sandbox_decimal__:"
-_DECIMAL_PATTERN = re.compile(rf'"{_DECIMAL_MARK}(-?[0-9.]+)"')
+_DECIMAL_NUMBER = re.compile(r"-?[0-9.]+")
 
 
 def _decimal_text(value: Decimal) -> str:
@@ -375,20 +426,19 @@ def _decimal_text(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def _mark_decimals(value: Any) -> Any:
+def _exact_decimal(value: Any) -> Any:
+    """orjson's ``default``: a ``Decimal`` as an exact JSON number (a non-finite one as text)."""
     if isinstance(value, Decimal):
-        return f"{_DECIMAL_MARK}{_decimal_text(value)}"
-    if isinstance(value, dict):
-        return {key: _mark_decimals(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_mark_decimals(item) for item in value]
-    return value
+        text = _decimal_text(value)
+        if _DECIMAL_NUMBER.fullmatch(text):
+            return orjson.Fragment(text)
+        return f"{_DECIMAL_MARK}{text}"
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def dumps_exact(payload: Any) -> bytes:
     """JSON with ``Decimal`` values written as exact JSON numbers (``576.3``), as PHP does."""
-    text = orjson.dumps(_mark_decimals(payload)).decode()
-    return _DECIMAL_PATTERN.sub(r"\1", text).encode()
+    return orjson.dumps(payload, default=_exact_decimal)
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -463,6 +513,11 @@ class PrepBusinessApp(App):
         self._state = threading.RLock()
         self._next_invoice = itertools.count(1)
         self._next_charge = itertools.count(1)
+        self._version = 0
+        self._list_cache: dict[tuple[Any, ...], list[Any]] = {}
+        self._list_cache_stamp: tuple[int, int, int] | None = None
+        self._stripe_unchecked: set[int] = set()
+        self._stripe_checkpoint: tuple[int, int, int, int | None] | None = None
         self._add_routes()
 
     # ------------------------------------------------------------------ clock, tokens, env
@@ -556,6 +611,8 @@ class PrepBusinessApp(App):
                 is_void=is_void,
             )
             self.charges[charge.id] = charge
+            charge.observe(self._record_changed)
+            self._version += 1
             return charge.id
 
     def create_invoice(
@@ -585,6 +642,8 @@ class PrepBusinessApp(App):
             for charge in charges:
                 charge.invoice_id = invoice.id
             self.invoices[invoice.id] = invoice
+            invoice.observe(self._invoice_changed)
+            self._invoice_changed(invoice)
             return invoice.id
 
     def finalize(self, invoice_id: int) -> None:
@@ -651,11 +710,22 @@ class PrepBusinessApp(App):
         """What Stripe's webhooks tell PrepBusiness: every pushed invoice's Stripe status is
         mirrored in ``stripe_invoice_status``, and one paid on Stripe becomes ``Paid``. The
         deliberately stale ``paid_here_open_on_stripe`` invoice is left alone. Runs before every
-        request and at the start of ``demo_changes``; returns how many invoices changed."""
+        request and at the start of ``demo_changes``; returns how many invoices changed.
+
+        With the built-in :class:`OfflineStripe`, which counts its changes, only the invoices
+        assigned to since the last pass are looked at while Stripe has not changed; any other
+        link is asked about every pushed invoice each time."""
         changed = 0
         with self._state:
             stale = self.deliberate_mismatches.get(MISMATCH_PAID_ONE_SIDE)
-            for invoice in self.invoices.values():
+            checkpoint = self._stripe_state(stale)
+            if checkpoint is not None and checkpoint == self._stripe_checkpoint:
+                candidates = [
+                    self.invoices[i] for i in sorted(self._stripe_unchecked) if i in self.invoices
+                ]
+            else:
+                candidates = list(self.invoices.values())
+            for invoice in candidates:
                 if invoice.stripe_invoice_id is None or invoice.id == stale:
                     continue
                 try:
@@ -666,7 +736,43 @@ class PrepBusinessApp(App):
                 if (stripe_status, status) != (invoice.stripe_invoice_status, invoice.status):
                     invoice.stripe_invoice_status, invoice.status = stripe_status, status
                     changed += 1
+            self._stripe_unchecked.clear()
+            self._stripe_checkpoint = self._stripe_state(stale)
         return changed
+
+    def _stripe_state(self, stale: int | None) -> tuple[int, int, int, int | None] | None:
+        """What a pass of :meth:`apply_stripe_updates` depends on besides the invoices' own
+        fields, when it is cheap to know (``None``: unknown, check every invoice)."""
+        if type(self.stripe) is not OfflineStripe:
+            return None
+        return id(self.stripe), self.stripe.changes, len(self.invoices), stale
+
+    def _record_changed(self, record: object) -> None:
+        self._version += 1
+
+    def _invoice_changed(self, invoice: SandboxInvoice) -> None:
+        self._version += 1
+        self._stripe_unchecked.add(invoice.id)
+
+    def _matching(
+        self, records: Mapping[int, Record], search: SearchQuery, scope: Scope
+    ) -> list[Record]:
+        """The records ``search`` matches that ``scope`` sees, by ``id``; kept until the next
+        change, so paging through one query costs one scan."""
+        stamp = (self._version, len(self.invoices), len(self.charges))
+        if stamp != self._list_cache_stamp or len(self._list_cache) >= LIST_CACHE_SIZE:
+            self._list_cache.clear()
+            self._list_cache_stamp = stamp
+        key = (records is self.invoices, search, scope.merchant)
+        found = self._list_cache.get(key)
+        if found is None:
+            found = [
+                record
+                for record in (records[i] for i in matching_ids(records, search))
+                if scope.sees(record.merchant_id)
+            ]
+            self._list_cache[key] = found
+        return found
 
     def set_card_declines(self, merchant_id: int, declines: bool = True) -> None:
         """Make a merchant's card on file decline (or work again)."""
@@ -954,7 +1060,12 @@ class PrepBusinessApp(App):
         return parse_search(text, fields)
 
     def _paginated(
-        self, request: Request, rows: list[dict[str, Any]], *, resource: bool
+        self,
+        request: Request,
+        records: Sequence[Record],
+        render: Callable[[Record], dict[str, Any]],
+        *,
+        resource: bool,
     ) -> Response:
         per_page_text = request.arg("per_page")
         per_page = DEFAULT_PER_PAGE
@@ -968,9 +1079,9 @@ class PrepBusinessApp(App):
         page = int(page_text) if page_text.isdigit() and int(page_text) >= 1 else 1
         if self.ignore_page_parameter:
             page = 1
-        total = len(rows)
+        total = len(records)
         last_page = max(1, math.ceil(total / per_page))
-        chunk = rows[(page - 1) * per_page : page * per_page]
+        chunk = [render(record) for record in records[(page - 1) * per_page : page * per_page]]
         path = f"http://{request.header('host') or '127.0.0.1'}{request.path}"
 
         def url(number: int) -> str | None:
@@ -1026,14 +1137,15 @@ class PrepBusinessApp(App):
 
     def _list_invoices(self, request: Request, scope: Scope) -> Response:
         search = self._search(request, INVOICE_SEARCH_FIELDS)
-        rows = [
-            self._render_invoice(inv)
-            for inv in sorted(self.invoices.values(), key=lambda i: i.id)
-            if scope.sees(inv.merchant_id) and search.matches(partial(getattr, inv))
-        ]
+        invoices = self._matching(self.invoices, search, scope)
         if self.invoice_list_envelope == "legacy":
-            return json_response({"invoices": rows})
-        return self._paginated(request, rows, resource=self.invoice_list_envelope == "resource")
+            return json_response({"invoices": [self._render_invoice(inv) for inv in invoices]})
+        return self._paginated(
+            request,
+            invoices,
+            self._render_invoice,
+            resource=self.invoice_list_envelope == "resource",
+        )
 
     def _create_invoice(self, request: Request, scope: Scope) -> Response:
         body = self._body(request)
@@ -1090,12 +1202,8 @@ class PrepBusinessApp(App):
 
     def _list_charges(self, request: Request, scope: Scope) -> Response:
         search = self._search(request, CHARGE_SEARCH_FIELDS)
-        rows = [
-            self._render_charge(charge)
-            for charge in sorted(self.charges.values(), key=lambda c: c.id)
-            if scope.sees(charge.merchant_id) and search.matches(partial(getattr, charge))
-        ]
-        return self._paginated(request, rows, resource=False)
+        charges = self._matching(self.charges, search, scope)
+        return self._paginated(request, charges, self._render_charge, resource=False)
 
     def _get_charge(self, request: Request, scope: Scope, charge: str) -> Response:
         found = self.charges.get(int(charge)) if charge.isdigit() else None

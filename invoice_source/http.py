@@ -128,6 +128,34 @@ class RateLimiter:
             self._next_slot = max(self._next_slot, self._clock() + seconds)
 
 
+class SharedRateLimiter(RateLimiter):
+    """A :class:`RateLimiter` whose next free slot lives in shared memory, so the worker
+    processes of one read space their requests together and a 429 pauses all of them.
+
+    ``next_slot`` is a ``multiprocessing`` ``Value("d")`` made by the parent before it starts the
+    workers; ``time.monotonic`` is one clock for every process on the machine.
+    """
+
+    def __init__(self, requests_per_second: float | None, next_slot: Any) -> None:
+        super().__init__(requests_per_second)
+        self._shared = next_slot
+
+    def acquire(self) -> None:
+        """Block until this caller may send its request."""
+        with self._shared.get_lock():
+            now = self._clock()
+            slot = max(now, self._shared.value)
+            self._shared.value = slot + self.interval
+        wait = slot - now
+        if wait > 0:
+            self._sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller in every process back for ``seconds`` from now."""
+        with self._shared.get_lock():
+            self._shared.value = max(self._shared.value, self._clock() + seconds)
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
     if not value:
@@ -412,10 +440,14 @@ class ApiClient:
         ) from None
 
     def _count(self) -> None:
+        self.add_requests(1)
+
+    def add_requests(self, count: int) -> None:
+        """Count ``count`` requests as this client's (worker processes report theirs here)."""
         with self._count_lock:
-            self.request_count += 1
+            self.request_count += count
         with _totals_lock:
-            REQUEST_TOTALS[self.api] += 1
+            REQUEST_TOTALS[self.api] += count
 
     def _wait(self, attempt: int, retry_after: float | None, *, reason: str) -> None:
         delay = retry_after if retry_after is not None else self.retry.backoff(attempt)

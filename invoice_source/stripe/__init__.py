@@ -23,46 +23,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dlt
-import pyarrow as pa
 from dlt.sources import DltResource
 
-from invoice_source.columns import Column, TableBuilder, column_hints
+from invoice_source.columns import column_hints
 from invoice_source.errors import AuthenticationError, NotFoundError
 from invoice_source.stripe import settings
+from invoice_source.stripe.batch import BATCH_INVOICES, CHILD_KEYS, CHILD_TABLES, TableBatch
 from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient
+from invoice_source.stripe.processes import ProcessInvoiceReader, WorkerSpec
 from invoice_source.stripe.reader import ConcurrentInvoiceReader, InvoicePage
-from invoice_source.stripe.shapes import (
-    INVOICE_COLUMNS,
-    LINE_DISCOUNT_COLUMNS,
-    LINE_ITEM_COLUMNS,
-    LINE_TAX_COLUMNS,
-    invoice_row,
-    line_rows,
-)
+from invoice_source.stripe.shapes import INVOICE_COLUMNS
 from invoice_source.windows import parse_window
 
-__all__ = ["StripeClient", "stripe_source"]
+__all__ = ["StripeClient", "TableBatch", "stripe_source"]
 
 logger = logging.getLogger("invoice_source.stripe")
-
-# Rows gathered before a batch of tables is handed to dlt: big enough for efficient parquet row
-# groups, small enough to keep memory flat.
-BATCH_INVOICES = 2000
-
-CHILD_TABLES: dict[str, list[Column]] = {
-    settings.TABLE_LINE_ITEMS: LINE_ITEM_COLUMNS,
-    settings.TABLE_LINE_DISCOUNTS: LINE_DISCOUNT_COLUMNS,
-    settings.TABLE_LINE_TAXES: LINE_TAX_COLUMNS,
-}
-CHILD_KEYS: dict[str, Sequence[str]] = {
-    settings.TABLE_LINE_ITEMS: ("invoice_id", "id"),
-    settings.TABLE_LINE_DISCOUNTS: ("invoice_id", "line_item_id", "position"),
-    settings.TABLE_LINE_TAXES: ("invoice_id", "line_item_id", "position"),
-}
 
 
 @dlt.source(name="stripe", max_table_nesting=0)
@@ -77,6 +57,8 @@ def stripe_source(
     start_date: Any = None,
     end_date: Any = None,
     max_workers: int = settings.DEFAULT_MAX_WORKERS,
+    worker_processes: int = settings.DEFAULT_WORKER_PROCESSES,
+    worker_processes_min_invoices: int = settings.PROCESS_MIN_INVOICES,
     requests_per_second: float | None = None,
     page_size: int = settings.MAX_PAGE_SIZE,
     created_overlap_seconds: int = settings.DEFAULT_CREATED_OVERLAP_SECONDS,
@@ -88,7 +70,10 @@ def stripe_source(
     Without ``end_date`` a run is incremental; with it, a backfill of
     ``[start_date, end_date)`` that leaves the saved cursor alone. ``transport="appgregator"``
     reads through the Appgregator proxy (``x-api-key`` plus ``appgregator_name`` and
-    ``appgregator_connection_name`` on every request).
+    ``appgregator_connection_name`` on every request). A window estimated to hold at least
+    ``worker_processes_min_invoices`` invoices is read by ``worker_processes`` processes
+    (``max_workers`` threads shared among them); ``worker_processes=1`` keeps every read in the
+    run's own process.
     """
     start, end = parse_window(start_date, end_date, section="sources.stripe")
     client = StripeClient(
@@ -107,6 +92,8 @@ def stripe_source(
         start=int(start.timestamp()) if start else None,
         end=int(end.timestamp()) if end else None,
         max_workers=max_workers,
+        worker_processes=worker_processes,
+        worker_processes_min_invoices=worker_processes_min_invoices,
         page_size=page_size,
         created_overlap_seconds=created_overlap_seconds,
         reread_window_days=reread_window_days,
@@ -153,6 +140,8 @@ class StripeInvoiceSync:
         start: int | None,
         end: int | None,
         max_workers: int,
+        worker_processes: int,
+        worker_processes_min_invoices: int,
         page_size: int,
         created_overlap_seconds: int,
         reread_window_days: int,
@@ -162,6 +151,8 @@ class StripeInvoiceSync:
         self.start = start
         self.end = end
         self.max_workers = max_workers
+        self.worker_processes = worker_processes
+        self.worker_processes_min_invoices = worker_processes_min_invoices
         self.page_size = page_size
         self.overlap = created_overlap_seconds
         self.reread_seconds = reread_window_days * 86_400
@@ -201,19 +192,75 @@ class StripeInvoiceSync:
     def _read_new(
         self, window: CreatedWindow, batch: TableBatch
     ) -> Generator[Any, None, int | None]:
-        """Every invoice created in ``window``; returns the newest ``created`` seen."""
+        """Every invoice created in ``window``; returns the newest ``created`` seen.
+
+        With worker processes allowed, the newest page is read first: when the density of its
+        ``created`` values promises a long history behind it, the rest of the window goes to
+        :class:`ProcessInvoiceReader`; otherwise (an incremental run, a small account) threads
+        in this process read it, with no process started.
+        """
+        exclude_ids: frozenset[str] = frozenset()
+        newest: int | None = None
+        if self.worker_processes > 1:
+            first = self._first_page(window)
+            batch.add_page(first)
+            newest = _newest(first.invoices, newest)
+            if len(first.invoices) < self.page_size:
+                return newest
+            oldest = int(first.invoices[-1]["created"])
+            exclude_ids = frozenset(
+                inv["id"] for inv in first.invoices if int(inv["created"]) == oldest
+            )
+            window = CreatedWindow(window.start, oldest + 1)
+            if _estimated_invoices(first.invoices, window) >= self.worker_processes_min_invoices:
+                yield from batch.flush()
+                processes = ProcessInvoiceReader(
+                    self.client, self._worker_spec(batch.synced_at), processes=self.worker_processes
+                )
+                logger.info(
+                    "Stripe: reading invoices created in %s with %d worker processes",
+                    _describe(window),
+                    self.worker_processes,
+                )
+                for name, table in processes.read(window, exclude_ids):
+                    yield dlt.mark.with_table_name(table, name)
+                return max(filter(None, (newest, processes.result.newest_created)), default=None)
         reader = ConcurrentInvoiceReader(
             self.client, max_workers=self.max_workers, page_size=self.page_size
         )
-        newest: int | None = None
-        for page in reader.read(window):
-            for invoice in page.invoices:
-                created = int(invoice["created"])
-                newest = created if newest is None else max(newest, created)
+        for page in reader.read(window, exclude_ids):
+            newest = _newest(page.invoices, newest)
             batch.add_page(page)
             if batch.invoice_count >= BATCH_INVOICES:
                 yield from batch.flush()
         return newest
+
+    def _first_page(self, window: CreatedWindow) -> InvoicePage:
+        """The newest page of ``window``, every line included (one request, plus ``/lines``)."""
+        pages = self.client.iter_invoice_pages(window, page_size=self.page_size)
+        try:
+            invoices = next(pages, [])
+        finally:
+            pages.close()
+        page = InvoicePage(invoices)
+        more = [invoice for invoice in invoices if (invoice.get("lines") or {}).get("has_more")]
+        if more:
+            with ThreadPoolExecutor(self.max_workers, thread_name_prefix="stripe-lines") as pool:
+                for invoice, lines in zip(
+                    more, pool.map(self.client.complete_lines, more), strict=True
+                ):
+                    page.lines[invoice["id"]] = lines
+        return page
+
+    def _worker_spec(self, synced_at: int) -> WorkerSpec:
+        return WorkerSpec(
+            client_kwargs=self.client.rebuild_kwargs,
+            threads=max(1, self.max_workers // self.worker_processes),
+            page_size=self.page_size,
+            synced_at=synced_at,
+            batch_invoices=BATCH_INVOICES,
+            log_level=logging.getLogger("invoice_source").getEffectiveLevel(),
+        )
 
     def _read_changes(
         self, state: dict[str, Any], window: CreatedWindow, batch: TableBatch, started_at: int
@@ -277,51 +324,19 @@ class StripeInvoiceSync:
         return snapshots
 
 
-class TableBatch:
-    """Rows of the four tables, gathered until they are worth handing to dlt."""
+def _newest(invoices: list[Invoice], newest: int | None) -> int | None:
+    for invoice in invoices:
+        created = int(invoice["created"])
+        newest = created if newest is None else max(newest, created)
+    return newest
 
-    def __init__(self, synced_at: int) -> None:
-        self.synced_at = synced_at
-        self._reset()
 
-    def _reset(self) -> None:
-        self.invoices = TableBuilder(INVOICE_COLUMNS)
-        self.children = {table: TableBuilder(columns) for table, columns in CHILD_TABLES.items()}
-        self.invoice_count = 0
-
-    def add_page(self, page: InvoicePage) -> None:
-        """Add a page of invoices; lines come from ``page.lines`` or the embedded list."""
-        for invoice in page.invoices:
-            lines = page.lines.get(invoice["id"])
-            if lines is None:
-                lines = list((invoice.get("lines") or {}).get("data") or [])
-            self.add_invoice(invoice, lines)
-
-    def add_invoice(self, invoice: Invoice, lines: list[dict[str, Any]] | None) -> None:
-        """Add one invoice; ``lines=None`` leaves its landed lines as they are (deleted)."""
-        self.invoices.add(
-            invoice_row(
-                invoice, line_count=None if lines is None else len(lines), synced_at=self.synced_at
-            )
-        )
-        self.invoice_count += 1
-        if lines is None:
-            return
-        items, discounts, taxes = line_rows(invoice["id"], invoice.get("currency"), lines)
-        self.children[settings.TABLE_LINE_ITEMS].extend(items)
-        self.children[settings.TABLE_LINE_DISCOUNTS].extend(discounts)
-        self.children[settings.TABLE_LINE_TAXES].extend(taxes)
-
-    def flush(self) -> Iterator[Any]:
-        """Yield the gathered rows as pyarrow tables tagged with their table names."""
-        if self.invoice_count == 0:
-            return
-        tables: list[tuple[str, pa.Table]] = [(settings.TABLE_INVOICES, self.invoices.to_arrow())]
-        tables += [(name, builder.to_arrow()) for name, builder in self.children.items()]
-        self._reset()
-        for name, table in tables:
-            if table.num_rows:
-                yield dlt.mark.with_table_name(table, name)
+def _estimated_invoices(newest_page: list[Invoice], rest: CreatedWindow) -> float:
+    """Invoices ``rest`` (the window behind ``newest_page``) holds if they were created as
+    densely as that page's were."""
+    newest, oldest = int(newest_page[0]["created"]), int(newest_page[-1]["created"])
+    start = settings.STRIPE_EPOCH if rest.start is None else rest.start
+    return len(newest_page) / max(1, newest - oldest + 1) * max(0, oldest - start)
 
 
 def _describe(window: CreatedWindow) -> str:

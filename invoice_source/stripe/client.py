@@ -88,6 +88,7 @@ class StripeClient:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         if not api_key:
             raise ConfigurationError(
@@ -122,13 +123,29 @@ class StripeClient:
                 if "_live_" in api_key
                 else settings.TEST_REQUESTS_PER_SECOND
             )
+        retry = retry or RetryPolicy.from_dlt_config()
+        self.requests_per_second = requests_per_second or None
+        # What builds an equal client in a worker process (no sleep: workers really wait).
+        self.rebuild_kwargs: dict[str, Any] = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "api_version": api_version,
+            "account": account,
+            "transport": transport,
+            "appgregator_name": appgregator_name,
+            "appgregator_connection_name": appgregator_connection_name,
+            "requests_per_second": requests_per_second,
+            "max_connections": max_connections,
+            "timeout": timeout,
+            "retry": retry,
+        }
         self.http = ApiClient(
             base_url,
             api="stripe",
             headers=headers,
             params=params,
-            retry=retry or RetryPolicy.from_dlt_config(),
-            rate_limiter=RateLimiter(requests_per_second or None),
+            retry=retry,
+            rate_limiter=rate_limiter or RateLimiter(self.requests_per_second),
             timeout=timeout,
             error_factory=stripe_error,
             max_connections=max_connections,

@@ -3,12 +3,13 @@
 Stripe lists newest first and pages with ``starting_after``, so one range is read sequentially.
 To read a long history concurrently, a worker that finds more pages behind its first one splits
 the rest of its range in two while there is spare concurrency: it hands the older half to another
-worker and carries on with the newer half. The second that the page boundary falls in goes to
-the newer half, with the ids already read excluded, so no invoice is read twice or skipped.
-Invoices with more than ten lines get the rest from ``/v1/invoices/{id}/lines`` through a second
-pool of ``max_workers`` threads, so a page's line requests run side by side (the client's rate
-limiter still spaces every request). Results flow through a bounded queue, so memory stays flat
-however long the history.
+worker (a thread here, or, through a :class:`HandOff`, another process) and carries on with the
+newer half. The second that the page boundary falls in goes to the newer half, with the ids
+already read excluded, so no invoice is read twice or skipped. Invoices with more than ten lines
+get the rest from ``/v1/invoices/{id}/lines`` through a second pool of ``max_workers`` threads
+while the next page is already being fetched, so list and line requests overlap (the client's
+rate limiter still spaces every request). Results flow through a bounded queue, so memory stays
+flat however long the history.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient
 
@@ -34,30 +35,52 @@ class InvoicePage:
     lines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
+class HandOff(Protocol):
+    """Somewhere outside this reader that can take over part of a range."""
+
+    def spare(self) -> bool:
+        """Whether a reader is idle there right now."""
+
+    def claim(self, window: CreatedWindow, exclude_ids: frozenset[str]) -> bool:
+        """Take ``window`` (less ``exclude_ids``) over if a reader is idle; False leaves it here."""
+
+
 _DONE = object()
+_Pending = tuple[InvoicePage, list[tuple[Invoice, "Future[list[dict[str, Any]]]"]]]
 
 
 class ConcurrentInvoiceReader:
     """Reads every invoice created in a window with up to ``max_workers`` requests in flight."""
 
-    def __init__(self, client: StripeClient, *, max_workers: int, page_size: int) -> None:
+    def __init__(
+        self,
+        client: StripeClient,
+        *,
+        max_workers: int,
+        page_size: int,
+        hand_off: HandOff | None = None,
+    ) -> None:
         self.client = client
         self.max_workers = max(1, max_workers)
         self.page_size = page_size
+        self.hand_off = hand_off
         self._queue: queue.Queue[object] = queue.Queue(maxsize=self.max_workers * 2)
         self._lock = threading.Lock()
         self._pending = 0
         self._cancelled = threading.Event()
 
-    def read(self, window: CreatedWindow) -> Iterator[InvoicePage]:
-        """Yield pages of ``window`` as workers finish them (in no particular order)."""
+    def read(
+        self, window: CreatedWindow, exclude_ids: frozenset[str] = frozenset()
+    ) -> Iterator[InvoicePage]:
+        """Yield pages of ``window`` without ``exclude_ids``, as workers finish them (in no
+        particular order)."""
         with (
             ThreadPoolExecutor(self.max_workers, thread_name_prefix="stripe-read") as pool,
             ThreadPoolExecutor(self.max_workers, thread_name_prefix="stripe-lines") as lines,
         ):
             self._pool = pool
             self._lines_pool = lines
-            self._submit(window, frozenset())
+            self._submit(window, exclude_ids)
             try:
                 while True:
                     item = self._queue.get()
@@ -92,45 +115,71 @@ class ConcurrentInvoiceReader:
     def _read_window(self, window: CreatedWindow, exclude_ids: frozenset[str]) -> None:
         pages = self.client.iter_invoice_pages(window, page_size=self.page_size)
         boundary: tuple[int, set[str]] | None = None  # oldest created so far, ids read at it
-        for listed in pages:
-            if self._cancelled.is_set():
-                return
-            invoices = [inv for inv in listed if inv["id"] not in exclude_ids]
-            page = InvoicePage(invoices)
-            more = [inv for inv in invoices if (inv.get("lines") or {}).get("has_more")]
-            completed = self._lines_pool.map(self.client.complete_lines, more)
-            for invoice, lines in zip(more, completed, strict=True):
-                page.lines[invoice["id"]] = lines
-            if invoices:
-                self._put(page)
-            oldest = int(listed[-1]["created"])
-            if boundary is None or boundary[0] != oldest:
-                inherited = (
-                    exclude_ids if window.end is not None and oldest == window.end - 1 else ()
+        previous: _Pending | None = None  # a page whose line requests are still in flight
+        try:
+            for listed in pages:
+                if self._cancelled.is_set():
+                    return
+                invoices = [inv for inv in listed if inv["id"] not in exclude_ids]
+                more = [inv for inv in invoices if (inv.get("lines") or {}).get("has_more")]
+                current: _Pending = (
+                    InvoicePage(invoices),
+                    [
+                        (inv, self._lines_pool.submit(self.client.complete_lines, inv))
+                        for inv in more
+                    ],
                 )
-                boundary = (oldest, set(inherited))
-            boundary[1].update(inv["id"] for inv in listed if int(inv["created"]) == oldest)
-            if self._should_split(window, listed):
-                self._split(window, oldest, frozenset(boundary[1]))
-                pages.close()
-                return
+                if previous is not None:
+                    self._finish(previous)
+                previous = current
+                oldest = int(listed[-1]["created"])
+                if boundary is None or boundary[0] != oldest:
+                    inherited = (
+                        exclude_ids if window.end is not None and oldest == window.end - 1 else ()
+                    )
+                    boundary = (oldest, set(inherited))
+                boundary[1].update(inv["id"] for inv in listed if int(inv["created"]) == oldest)
+                if self._should_split(window, listed):
+                    self._split(window, oldest, frozenset(boundary[1]))
+                    break
+            if previous is not None:
+                pending, previous = previous, None
+                self._finish(pending)
+        finally:
+            pages.close()
+            if previous is not None:  # left early: an error, or the read was cancelled
+                for _, future in previous[1]:
+                    future.cancel()
+
+    def _finish(self, pending: _Pending) -> None:
+        """Wait for a page's line requests, then hand the page on."""
+        page, futures = pending
+        for invoice, future in futures:
+            page.lines[invoice["id"]] = future.result()
+        if page.invoices:
+            self._put(page)
 
     def _should_split(self, window: CreatedWindow, listed: list[Invoice]) -> bool:
         """Split while a worker is free and the page was full (more pages are likely)."""
         if len(listed) < self.page_size or window.start is None:
             return False
         oldest = int(listed[-1]["created"])
+        if oldest - window.start <= MIN_SPLIT_SECONDS:
+            return False
         with self._lock:
             spare = self._pending < self.max_workers
-        return spare and oldest - window.start > MIN_SPLIT_SECONDS
+        return spare or (self.hand_off is not None and self.hand_off.spare())
 
     def _split(self, window: CreatedWindow, oldest: int, seen_at_oldest: frozenset[str]) -> None:
         """Hand the rest of ``window`` (created at or before ``oldest``) to two workers; the
-        newer half re-lists the second ``oldest`` without the ids already read in it."""
+        newer half re-lists the second ``oldest`` without the ids already read in it. The older
+        half goes to the hand-off when it has an idle reader."""
         assert window.start is not None
         middle = window.start + (oldest + 1 - window.start) // 2
         self._submit(CreatedWindow(middle, oldest + 1), seen_at_oldest)
-        self._submit(CreatedWindow(window.start, middle), frozenset())
+        older = CreatedWindow(window.start, middle)
+        if self.hand_off is None or not self.hand_off.claim(older, frozenset()):
+            self._submit(older, frozenset())
 
     def _put(self, item: object) -> None:
         while True:

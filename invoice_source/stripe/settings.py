@@ -23,6 +23,11 @@ LIVE_REQUESTS_PER_SECOND: Final = 80.0
 TEST_REQUESTS_PER_SECOND: Final = 20.0
 
 DEFAULT_MAX_WORKERS: Final = 4
+# Worker processes for long histories (one process decodes on one core at a time); 0 or 1 = none.
+DEFAULT_WORKER_PROCESSES: Final = 2
+# A window estimated to hold fewer invoices than this is read by threads in the run's own
+# process: starting worker processes costs about a second.
+PROCESS_MIN_INVOICES: Final = 20_000
 # Invoices created within this many seconds before the saved cursor are read again on the next
 # run: a cushion against invoices committed late at the boundary; the merge absorbs the overlap.
 DEFAULT_CREATED_OVERLAP_SECONDS: Final = 300

@@ -142,6 +142,7 @@ def test_given_a_list_repeating_its_cursor_when_synced_then_a_pagination_error_n
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SOURCES__STRIPE__MAX_WORKERS", "1")
+    monkeypatch.setenv("SOURCES__STRIPE__WORKER_PROCESSES", "1")
     newest = [stripe_app.get(i) for i in list(reversed(stripe_app.invoice_ids()))[:20]]
     same_page = list_page_body([invoice for invoice in newest if invoice], has_more=True)
     stripe_app.before_page[1] = lambda: stripe_app.inject_status(

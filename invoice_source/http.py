@@ -19,7 +19,7 @@ import random
 import ssl
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -92,8 +92,12 @@ class RetryPolicy:
 
 
 class RateLimiter:
-    """Spaces requests at most ``requests_per_second`` apart across threads.
+    """At most ``requests_per_second`` requests in any window of one second, across threads.
 
+    A burst up to the limit goes out at once (a run's first requests, a page's ``/lines``
+    requests); after that requests leave as earlier ones age out of the window, so the long-run
+    rate is the limit and no one-second window ever holds more than it (how Stripe counts).
+    Below one request per second the window stretches: 0.5 means one request per two seconds.
     ``pause(seconds)`` holds every thread back, which is how one 429 slows the whole client
     rather than each thread discovering the limit on its own. Without ``sleep`` it waits with
     :func:`default_sleep`, like the clients' retries.
@@ -107,17 +111,24 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.interval = 1.0 / requests_per_second if requests_per_second else 0.0
+        self.burst = max(1, int(requests_per_second)) if requests_per_second else 0
+        self.window = self.burst * self.interval
         self._sleep = sleep or _sleep_by_default
         self._clock = clock
         self._lock = threading.Lock()
-        self._next_slot = 0.0
+        self._sent: deque[float] = deque(maxlen=self.burst or 1)
+        self._paused_until = 0.0
 
     def acquire(self) -> None:
         """Block until this caller may send its request."""
+        if not self.burst:
+            return
         with self._lock:
             now = self._clock()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self.interval
+            slot = max(now, self._paused_until)
+            if len(self._sent) == self.burst:
+                slot = max(slot, self._sent[0] + self.window)
+            self._sent.append(slot)
         wait = slot - now
         if wait > 0:
             self._sleep(wait)
@@ -125,12 +136,14 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         """Hold every caller back for ``seconds`` from now."""
         with self._lock:
-            self._next_slot = max(self._next_slot, self._clock() + seconds)
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
 
 
 class SharedRateLimiter(RateLimiter):
     """A :class:`RateLimiter` whose next free slot lives in shared memory, so the worker
-    processes of one read space their requests together and a 429 pauses all of them.
+    processes of one read space their requests together and a 429 pauses all of them. Requests
+    are spaced evenly (no burst): one shared number holds the whole state, and a long history,
+    the only read that uses processes, gains nothing from a burst at its start.
 
     ``next_slot`` is a ``multiprocessing`` ``Value("d")`` made by the parent before it starts the
     workers; ``time.monotonic`` is one clock for every process on the machine.

@@ -30,6 +30,7 @@ from typing import Any
 
 import dlt
 from dlt.common.pipeline import LoadInfo
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.sources import DltSource
 
 from invoice_source import http
@@ -52,6 +53,13 @@ DEFAULT_DATASET = "invoices"
 # Not "invoices.duckdb": DuckDB names the catalog after the file, and a catalog and a schema
 # (dataset) both called "invoices" make every "invoices.table" reference ambiguous.
 DEFAULT_DUCKDB_FILE = "invoice_sync.duckdb"
+# DuckDB's own defaults (a thread per core, insertion order kept) make dlt's merge of a large
+# package (the ROW_NUMBER() dedup of the staging tables, then the insert) hold far more than the
+# package: 1.9 GB at 100k Stripe invoices; one thread without insertion order needs 1.2 GB at the
+# same speed (benchmarks/README.md). No memory_limit: that dedup cannot spill and fails under one
+# (out of memory at 512 MB for 100k invoices). Any key set in dlt config under
+# [destination.duckdb.credentials] global_config wins over these.
+DUCKDB_SETTINGS: dict[str, Any] = {"threads": 1, "preserve_insertion_order": False}
 
 # source name -> "module:function" of its dlt source (imported only when used)
 SOURCES: dict[str, str] = {
@@ -186,10 +194,19 @@ def resolve_destination(destination: Any, pipeline_name: str = DEFAULT_PIPELINE_
     if destination is None:
         destination = configured_destination(pipeline_name)
     if destination is None or destination == "duckdb":
-        return dlt.destinations.duckdb(DEFAULT_DUCKDB_FILE)
+        return duckdb_destination(DEFAULT_DUCKDB_FILE)
     if isinstance(destination, str) and destination.endswith(".duckdb"):
-        return dlt.destinations.duckdb(destination)
+        return duckdb_destination(destination)
     return destination
+
+
+def duckdb_destination(path: str) -> Any:
+    """The DuckDB file ``path`` as a dlt destination, with :data:`DUCKDB_SETTINGS` under
+    whatever ``destination.duckdb.credentials.global_config`` sets in dlt config."""
+    configured = dlt.config.get("destination.duckdb.credentials.global_config", dict) or {}
+    return dlt.destinations.duckdb(
+        DuckDbCredentials(path, global_config={**DUCKDB_SETTINGS, **configured})
+    )
 
 
 def make_pipeline(options: SyncOptions) -> dlt.Pipeline:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import dlt
 import pyarrow.parquet as pq
 import pytest
 
+from invoice_source.pipeline import DUCKDB_SETTINGS, resolve_destination
 from tests.ops.conftest import CliResult, GatedStripeApp
 
 
@@ -65,3 +67,27 @@ def test_given_postgres_without_credentials_when_run_then_one_line_names_every_m
         assert f"destination.postgres.credentials.{key}" in errors[0]
     assert "connection string in DESTINATION__POSTGRES__CREDENTIALS" in errors[0]
     assert stripe_app.requests == [], "the destination is checked before any invoice is read"
+
+
+def test_given_a_duckdb_file_when_loaded_then_one_thread_without_insertion_order_unless_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"preserve_insertion_order": true}'
+    )
+    pipeline = dlt.pipeline(
+        pipeline_name="duckdb_settings",
+        destination=resolve_destination(str(tmp_path / "settings.duckdb")),
+        dataset_name="invoices",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    pipeline.run([{"id": 1}], table_name="probe")
+
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql(
+            "SELECT current_setting('threads'), current_setting('preserve_insertion_order')"
+        )
+    assert rows is not None
+    threads, preserve_order = rows[0]
+    assert (threads, DUCKDB_SETTINGS["threads"]) == (1, 1)
+    assert preserve_order is True, "a key set in dlt config wins over the default"

@@ -282,7 +282,8 @@ class ApiRun:
         return {
             **run.result,
             "process_seconds": run.process_seconds,
-            "process_peak_rss_mb": run.peak_rss_mb,
+            # wait4's ru_maxrss is one process's peak; the connector also sums its worker processes
+            "process_peak_rss_mb": max(run.peak_rss_mb, run.result.get("tree_peak_rss_mb", 0.0)),
             "process_cpu_seconds": run.cpu_seconds,
             "served_requests": served["requests"],
             "served_routes": served["routes"],
@@ -334,7 +335,8 @@ def report_scenario(api: ApiBenchmark, name: str, f: Mapping[str, Any]) -> list[
         + (f"{f['workers']} workers, " if f["workers"] > 1 else "one request at a time, ")
         + (f"client-side limit {rate:g} req/s." if rate else "no client-side rate limit.")
         + " Wall s is the loop's own time (`pipeline.run` for the connector); CPU s and peak MB"
-        " are the whole child process; sandbox CPU s is what serving that run cost.",
+        " are the whole child process (the connector's worker processes included, their memory"
+        " summed); sandbox CPU s is what serving that run cost.",
         "",
         "| run | invoices/s | line rows/s | requests | wall s | CPU s | sandbox CPU s | peak MB "
         "| invoices | lines | complete |",

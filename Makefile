@@ -37,8 +37,9 @@ notebooks: venv
 	test -f invoice_sync.duckdb || $(BIN)/invoice-sync demo --quiet
 	$(BIN)/marimo edit notebooks
 
+# --strict: a pin whose vulnerability data cannot be fetched fails the audit instead of passing it.
 audit: venv
-	$(BIN)/pip-audit -r requirements.lock --disable-pip --no-deps
+	$(BIN)/pip-audit --strict -r requirements.lock --disable-pip --no-deps
 
 sandbox: venv
 	$(BIN)/invoice-sync sandbox

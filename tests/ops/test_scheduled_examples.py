@@ -92,6 +92,7 @@ def test_given_the_github_workflow_example_then_scheduled_without_overlap_using_
     assert workflow["concurrency"]["cancel-in-progress"] is False
     runs = [step.get("run", "") for step in job["steps"]]
     assert any("pipelines/sync_all.py" in run for run in runs)
+    assert any("pip-audit --strict -r requirements.lock" in run for run in runs)
     assert not any("${{" in run for run in runs), "inputs reach the shell only through env"
     for section, keys in secrets_example["sources"].items():
         for key in keys:

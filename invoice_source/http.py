@@ -96,8 +96,9 @@ class RateLimiter:
 
     A burst up to the limit goes out at once (a run's first requests, a page's ``/lines``
     requests); after that requests leave as earlier ones age out of the window, so the long-run
-    rate is the limit and no one-second window ever holds more than it (how Stripe counts).
-    Below one request per second the window stretches: 0.5 means one request per two seconds.
+    rate is the limit. The window holds ``floor(limit)`` requests and lasts that many intervals:
+    for a whole-number limit, no second ever holds more than the limit (how Stripe counts); 2.5
+    allows 2 per 0.8 s; below one request per second it stretches (0.5: one per two seconds).
     ``pause(seconds)`` holds every thread back, which is how one 429 slows the whole client
     rather than each thread discovering the limit on its own. Without ``sleep`` it waits with
     :func:`default_sleep`, like the clients' retries.

@@ -22,6 +22,7 @@ invoices created within ``reread_window_days`` are read again instead, and the l
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ import dlt
 from dlt.sources import DltResource
 
 from invoice_source.columns import column_hints
-from invoice_source.errors import AuthenticationError, NotFoundError
+from invoice_source.errors import AuthenticationError, ConfigurationError, NotFoundError
 from invoice_source.stripe import settings
 from invoice_source.stripe.batch import BATCH_INVOICES, CHILD_KEYS, CHILD_TABLES, TableBatch
 from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient
@@ -75,6 +76,11 @@ def stripe_source(
     (``max_workers`` threads shared among them); ``worker_processes=1`` keeps every read in the
     run's own process.
     """
+    if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
+        raise ConfigurationError(
+            f"sources.stripe.page_size must be between 1 and {settings.MAX_PAGE_SIZE} (Stripe's"
+            f" largest list limit), not {page_size}"
+        )
     start, end = parse_window(start_date, end_date, section="sources.stripe")
     client = StripeClient(
         api_key=api_key,
@@ -201,7 +207,8 @@ class StripeInvoiceSync:
         """
         exclude_ids: frozenset[str] = frozenset()
         newest: int | None = None
-        if self.worker_processes > 1:
+        # a daemonic process (e.g. under some schedulers' executors) may not start children
+        if self.worker_processes > 1 and not multiprocessing.current_process().daemon:
             first = self._first_page(window)
             batch.add_page(first)
             newest = _newest(first.invoices, newest)

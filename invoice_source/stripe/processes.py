@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -54,7 +54,7 @@ _PR_SET_PDEATHSIG = 1
 class WorkerSpec:
     """What a worker process needs to read ranges on its own: picklable, secrets included."""
 
-    client_kwargs: dict[str, Any]
+    client_kwargs: dict[str, Any] = field(repr=False)  # the API key among them
     threads: int
     page_size: int
     synced_at: int
@@ -99,12 +99,12 @@ class ProcessInvoiceReader:
             )
             for number in range(self.processes)
         ]
-        for worker in workers:
-            worker.start()
-        tasks.put((window, exclude_ids))
         pending = 1
         gathered = _Gathered()
         try:
+            for worker in workers:
+                worker.start()
+            tasks.put((window, exclude_ids))
             while pending:
                 try:
                     message = results.get(timeout=_POLL_SECONDS)
@@ -131,7 +131,9 @@ class ProcessInvoiceReader:
                         idle.value += 1
                 elif kind == "log":
                     record: logging.LogRecord = message[1]
-                    logging.getLogger(record.name).handle(record)
+                    target = logging.getLogger(record.name)
+                    if target.isEnabledFor(record.levelno):
+                        target.handle(record)
                 elif kind == "error":
                     _, error, requests = message
                     self._count(requests)
@@ -272,7 +274,8 @@ def _work(
     outbox.exit_if_orphaned()  # the parent may have died before the kernel was told to kill us
     root = logging.getLogger()
     root.handlers[:] = [_ForwardLogs(outbox)]
-    root.setLevel(spec.log_level)
+    root.setLevel(logging.WARNING)  # other libraries' chatter (httpx per request) stays here
+    logging.getLogger("invoice_source").setLevel(spec.log_level)
     client = StripeClient(
         **spec.client_kwargs,
         rate_limiter=http.SharedRateLimiter(spec.client_kwargs["requests_per_second"], next_slot),

@@ -76,6 +76,24 @@ def test_given_no_api_key_when_run_then_one_line_names_the_key(
     assert not has_table(duckdb_path, "stripe_invoices")
 
 
+@pytest.mark.parametrize("page_size", ["0", "200"])
+def test_given_a_page_size_stripe_cannot_serve_when_run_then_one_line_names_page_size(
+    page_size: str,
+    stripe_env: dict[str, str],
+    cli_args: list[str],
+    duckdb_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SOURCES__STRIPE__PAGE_SIZE", page_size)
+
+    code, error = run_cli(cli_args, capsys)
+
+    assert code != 0
+    assert "sources.stripe.page_size must be between 1 and 100" in error
+    assert not has_table(duckdb_path, "stripe_invoices")
+
+
 @pytest.mark.parametrize(
     ("base_url", "problem"),
     [

@@ -108,6 +108,36 @@ def test_given_a_long_history_when_read_by_worker_processes_then_every_invoice_a
     assert stripe_cursor(dict(result.pipeline.state)) == newest
 
 
+def test_given_the_cli_log_levels_when_workers_read_then_only_invoice_source_records_come_back(
+    stripe_app: ScriptedStripeApp, sync: Sync, duckdb_path: Path
+) -> None:
+    """Like the CLI: root at WARNING, ``invoice_source`` at INFO; httpx's INFO line per request
+    must stay in the workers, as it stays silent in the run's own process."""
+    long_invoices(stripe_app)
+    seen: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    root, ours = logging.getLogger(), logging.getLogger("invoice_source")
+    handler, levels = Collect(logging.NOTSET), (root.level, ours.level)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    ours.setLevel(logging.INFO)
+    try:
+        sync()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(levels[0])
+        ours.setLevel(levels[1])
+
+    assert any(PROCESS_LOG in record.getMessage() for record in seen)
+    noisy = [r.name for r in seen if not r.name.startswith("invoice_source") and r.levelno < 30]
+    assert noisy == [], f"records below WARNING from other loggers came back: {noisy[:5]}"
+    assert_stripe_landed_exactly(stripe_app, duckdb_path)
+
+
 def test_given_transient_faults_in_worker_processes_when_synced_then_every_line_lands_once(
     stripe_app: ScriptedStripeApp,
     sync: Sync,

@@ -76,35 +76,20 @@ def test_given_no_api_key_when_run_then_one_line_names_the_key(
     assert not has_table(duckdb_path, "stripe_invoices")
 
 
-@pytest.mark.parametrize("page_size", ["0", "200"])
-def test_given_a_page_size_stripe_cannot_serve_when_run_then_one_line_names_page_size(
-    page_size: str,
-    stripe_env: dict[str, str],
-    cli_args: list[str],
-    duckdb_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setenv("SOURCES__STRIPE__PAGE_SIZE", page_size)
-
-    code, error = run_cli(cli_args, capsys)
-
-    assert code != 0
-    assert "sources.stripe.page_size must be between 1 and 100" in error
-    assert not has_table(duckdb_path, "stripe_invoices")
-
-
 @pytest.mark.parametrize(
-    ("base_url", "problem"),
+    ("setting", "value", "problem"),
     [
-        ("http://127.0.0.1:9/v1", "unreachable"),
-        ("api.stripe.com/v1", "must be an https:// URL"),
-        ("http://api.stripe.example.invalid/v1", "plain http"),
+        ("BASE_URL", "http://127.0.0.1:9/v1", "unreachable"),
+        ("BASE_URL", "api.stripe.com/v1", "must be an https:// URL"),
+        ("BASE_URL", "http://api.stripe.example.invalid/v1", "plain http"),
+        ("PAGE_SIZE", "0", "must be between 1 and 100"),
+        ("PAGE_SIZE", "200", "must be between 1 and 100"),
     ],
-    ids=["nothing-listening", "no-scheme", "plain-http"],
+    ids=["nothing-listening", "no-scheme", "plain-http", "page-size-0", "page-size-200"],
 )
-def test_given_a_wrong_base_url_when_run_then_one_line_names_base_url(
-    base_url: str,
+def test_given_a_stripe_setting_that_cannot_work_when_run_then_one_line_names_the_key(
+    setting: str,
+    value: str,
     problem: str,
     stripe_env: dict[str, str],
     cli_args: list[str],
@@ -113,12 +98,12 @@ def test_given_a_wrong_base_url_when_run_then_one_line_names_base_url(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("SOURCES__STRIPE__BASE_URL", base_url)
+    monkeypatch.setenv(f"SOURCES__STRIPE__{setting}", value)
 
     code, error = run_cli(cli_args, capsys)
 
     assert code != 0
-    assert problem in error and "sources.stripe.base_url" in error
+    assert problem in error and f"sources.stripe.{setting.lower()}" in error
     assert not has_table(duckdb_path, "stripe_invoices")
 
 

@@ -27,6 +27,10 @@ def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         if key.startswith(("SOURCES__", "DESTINATION__", "INVOICE_SYNC__")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
+    # Threads only: a sandbox's dense first page, extrapolated back to 2011, makes every first
+    # Stripe load look like a long history, and spawning worker processes costs ~1 s a run. The
+    # process path has its own tests (tests/faults/test_stripe_worker_processes.py sets 2).
+    monkeypatch.setenv("SOURCES__STRIPE__WORKER_PROCESSES", "1")
     yield home
 
 

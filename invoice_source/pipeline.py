@@ -55,10 +55,11 @@ DEFAULT_DATASET = "invoices"
 DEFAULT_DUCKDB_FILE = "invoice_sync.duckdb"
 # DuckDB's own defaults (a thread per core, insertion order kept) make dlt's merge of a large
 # package (the ROW_NUMBER() dedup of the staging tables, then the insert) hold far more than the
-# package: 1.9 GB at 100k Stripe invoices; one thread without insertion order needs 1.2 GB at the
-# same speed (benchmarks/README.md). No memory_limit: that dedup cannot spill and fails under one
-# (out of memory at 512 MB for 100k invoices). Any key set in dlt config under
-# [destination.duckdb.credentials] global_config wins over these.
+# package: replaying a 100k-invoice package in plain DuckDB took 2.0 GB, one thread without
+# insertion order 1.2 GB at the same speed (benchmarks/README.md; in a full run dlt's parallel
+# load jobs hide the gain, hence [load] workers = 1 in .dlt/config.toml). No memory_limit: that
+# dedup cannot spill and fails under one (out of memory at 512 MB for 100k invoices). Any key
+# set in dlt config under [destination.duckdb.credentials] global_config wins over these.
 DUCKDB_SETTINGS: dict[str, Any] = {"threads": 1, "preserve_insertion_order": False}
 
 # source name -> "module:function" of its dlt source (imported only when used)

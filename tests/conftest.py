@@ -27,9 +27,10 @@ def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         if key.startswith(("SOURCES__", "DESTINATION__", "INVOICE_SYNC__")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
-    # Threads only: a sandbox's dense first page, extrapolated back to 2011, makes every first
-    # Stripe load look like a long history, and spawning worker processes costs ~1 s a run. The
-    # process path has its own tests (tests/faults/test_stripe_worker_processes.py sets 2).
+    # Threads only: spawning worker processes costs ~1 s a run, and the seeded sandboxes' dense
+    # years of history would start them on most first loads. The process path and the decision
+    # to take it have their own tests (tests/faults/test_stripe_worker_processes.py and
+    # test_stripe_process_decision.py set 2).
     monkeypatch.setenv("SOURCES__STRIPE__WORKER_PROCESSES", "1")
     yield home
 

@@ -219,7 +219,7 @@ class StripeInvoiceSync:
                 inv["id"] for inv in first.invoices if int(inv["created"]) == oldest
             )
             window = CreatedWindow(window.start, oldest + 1)
-            if _estimated_invoices(first.invoices, window) >= self.worker_processes_min_invoices:
+            if self._long_history(first.invoices, window):
                 yield from batch.flush()
                 processes = ProcessInvoiceReader(
                     self.client, self._worker_spec(batch.synced_at), processes=self.worker_processes
@@ -258,6 +258,26 @@ class StripeInvoiceSync:
                 ):
                     page.lines[invoice["id"]] = lines
         return page
+
+    def _long_history(self, newest_page: list[Invoice], rest: CreatedWindow) -> bool:
+        """Whether ``rest`` (the window behind ``newest_page``) holds at least
+        ``worker_processes_min_invoices`` invoices, judged by the page's density and one probe.
+
+        At the page's density that many invoices reach back to ``reach``; a ``limit=1`` request
+        then asks whether any invoice is older than that. Extrapolating alone would call any
+        dense first page a long history: a first load's window starts in 2011.
+        """
+        newest, oldest = int(newest_page[0]["created"]), int(newest_page[-1]["created"])
+        per_second = len(newest_page) / max(1, newest - oldest + 1)
+        reach = oldest - int(self.worker_processes_min_invoices / per_second)
+        start = settings.STRIPE_EPOCH if rest.start is None else rest.start
+        if reach <= start:
+            return False
+        probe = self.client.iter_invoice_pages(CreatedWindow(start, reach), page_size=1)
+        try:
+            return bool(next(probe, []))
+        finally:
+            probe.close()
 
     def _worker_spec(self, synced_at: int) -> WorkerSpec:
         return WorkerSpec(
@@ -336,14 +356,6 @@ def _newest(invoices: list[Invoice], newest: int | None) -> int | None:
         created = int(invoice["created"])
         newest = created if newest is None else max(newest, created)
     return newest
-
-
-def _estimated_invoices(newest_page: list[Invoice], rest: CreatedWindow) -> float:
-    """Invoices ``rest`` (the window behind ``newest_page``) holds if they were created as
-    densely as that page's were."""
-    newest, oldest = int(newest_page[0]["created"]), int(newest_page[-1]["created"])
-    start = settings.STRIPE_EPOCH if rest.start is None else rest.start
-    return len(newest_page) / max(1, newest - oldest + 1) * max(0, oldest - start)
 
 
 def _describe(window: CreatedWindow) -> str:

@@ -104,3 +104,21 @@ def cli_args(duckdb_path: Path, pipelines_dir: Path) -> list[str]:
         str(pipelines_dir),
         "--no-models",
     ]
+
+
+@pytest.fixture
+def stripe_log() -> Iterator[list[str]]:
+    """Messages of the ``invoice_source.stripe`` logger at INFO and above, worker ones included."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("invoice_source.stripe")
+    handler, level = Collect(logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield messages
+    logger.removeHandler(handler)
+    logger.setLevel(level)

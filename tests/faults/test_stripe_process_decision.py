@@ -4,8 +4,6 @@ history. The source probes, with one ``limit=1`` request, whether invoices reach
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,24 +30,6 @@ def processes_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The default process settings (the test suite otherwise reads with threads only)."""
     monkeypatch.setenv("SOURCES__STRIPE__WORKER_PROCESSES", "2")
     monkeypatch.setenv("SOURCES__STRIPE__WORKER_PROCESSES_MIN_INVOICES", "20000")
-
-
-@pytest.fixture
-def stripe_log() -> Iterator[list[str]]:
-    """Messages of the ``invoice_source.stripe`` logger at INFO and above."""
-    messages: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    logger = logging.getLogger("invoice_source.stripe")
-    handler, level = Collect(logging.INFO), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield messages
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def probes(app: ScriptedStripeApp) -> list[str]:

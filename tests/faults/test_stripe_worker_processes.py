@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,24 +44,6 @@ def processes_for_every_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two worker processes for any window behind the first page, however small."""
     monkeypatch.setenv("SOURCES__STRIPE__WORKER_PROCESSES", "2")
     monkeypatch.setenv("SOURCES__STRIPE__WORKER_PROCESSES_MIN_INVOICES", "0")
-
-
-@pytest.fixture
-def stripe_log() -> Iterator[list[str]]:
-    """Messages of the ``invoice_source.stripe`` logger at INFO and above, worker ones included."""
-    messages: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    logger = logging.getLogger("invoice_source.stripe")
-    handler, level = Collect(logging.INFO), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield messages
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def long_invoices(app: ScriptedStripeApp) -> list[str]:

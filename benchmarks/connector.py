@@ -28,8 +28,8 @@ import dlt
 
 from benchmarks.apis import APIS
 from benchmarks.child import emit_result
+from invoice_source.destinations import duckdb_destination
 from invoice_source.http import REQUEST_TOTALS
-from invoice_source.pipeline import duckdb_destination
 
 PIPELINE_DATASET = "invoices"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

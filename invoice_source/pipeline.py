@@ -30,10 +30,10 @@ from typing import Any
 
 import dlt
 from dlt.common.pipeline import LoadInfo
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.sources import DltSource
 
 from invoice_source import http
+from invoice_source.destinations import duckdb_destination
 from invoice_source.diagnostics import describe_config_error, describe_failure
 from invoice_source.errors import ConfigurationError, InvoiceSyncError
 from invoice_source.ops import (
@@ -53,14 +53,6 @@ DEFAULT_DATASET = "invoices"
 # Not "invoices.duckdb": DuckDB names the catalog after the file, and a catalog and a schema
 # (dataset) both called "invoices" make every "invoices.table" reference ambiguous.
 DEFAULT_DUCKDB_FILE = "invoice_sync.duckdb"
-# DuckDB's own defaults (a thread per core, insertion order kept) make dlt's merge of a large
-# package (the ROW_NUMBER() dedup of the staging tables, then the insert) hold far more than the
-# package: replaying a 100k-invoice package in plain DuckDB took 2.0 GB, one thread without
-# insertion order 1.2 GB at the same speed (benchmarks/README.md; in a full run dlt's parallel
-# load jobs hide the gain, hence [load] workers = 1 in .dlt/config.toml). No memory_limit: that
-# dedup cannot spill and fails under one (out of memory at 512 MB for 100k invoices). Any key
-# set in dlt config under [destination.duckdb.credentials] global_config wins over these.
-DUCKDB_SETTINGS: dict[str, Any] = {"threads": 1, "preserve_insertion_order": False}
 
 # source name -> "module:function" of its dlt source (imported only when used)
 SOURCES: dict[str, str] = {
@@ -199,15 +191,6 @@ def resolve_destination(destination: Any, pipeline_name: str = DEFAULT_PIPELINE_
     if isinstance(destination, str) and destination.endswith(".duckdb"):
         return duckdb_destination(destination)
     return destination
-
-
-def duckdb_destination(path: str) -> Any:
-    """The DuckDB file ``path`` as a dlt destination, with :data:`DUCKDB_SETTINGS` under
-    whatever ``destination.duckdb.credentials.global_config`` sets in dlt config."""
-    configured = dlt.config.get("destination.duckdb.credentials.global_config", dict) or {}
-    return dlt.destinations.duckdb(
-        DuckDbCredentials(path, global_config={**DUCKDB_SETTINGS, **configured})
-    )
 
 
 def make_pipeline(options: SyncOptions) -> dlt.Pipeline:

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dlt
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from invoice_source.pipeline import DUCKDB_SETTINGS, resolve_destination
+from invoice_source.destinations import DUCKDB_SETTINGS
+from invoice_source.pipeline import resolve_destination
 from tests.ops.conftest import CliResult, GatedStripeApp
 
 
@@ -69,7 +71,7 @@ def test_given_postgres_without_credentials_when_run_then_one_line_names_every_m
     assert stripe_app.requests == [], "the destination is checked before any invoice is read"
 
 
-def test_given_a_duckdb_file_when_loaded_then_one_thread_without_insertion_order_unless_configured(
+def test_given_a_duckdb_file_when_loaded_then_one_thread_no_order_a_memory_limit_unless_configured(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(
@@ -85,9 +87,19 @@ def test_given_a_duckdb_file_when_loaded_then_one_thread_without_insertion_order
 
     with pipeline.sql_client() as client:
         rows = client.execute_sql(
-            "SELECT current_setting('threads'), current_setting('preserve_insertion_order')"
+            "SELECT current_setting('threads'), current_setting('preserve_insertion_order'),"
+            " current_setting('memory_limit')"
         )
     assert rows is not None
-    threads, preserve_order = rows[0]
+    threads, preserve_order, memory_limit = rows[0]
     assert (threads, DUCKDB_SETTINGS["threads"]) == (1, 1)
     assert preserve_order is True, "a key set in dlt config wins over the default"
+    assert memory_limit == duckdb_setting_as_shown("memory_limit", DUCKDB_SETTINGS["memory_limit"])
+
+
+def duckdb_setting_as_shown(name: str, value: str) -> str:
+    """How DuckDB reads back ``name`` set to ``value`` (``128MB`` reads ``122.0 MiB``)."""
+    with duckdb.connect(config={name: value}) as connection:
+        row = connection.execute(f"SELECT current_setting('{name}')").fetchone()
+    assert row is not None
+    return str(row[0])

@@ -1,0 +1,103 @@
+"""The DuckDB destination invoice-sync loads into: dlt's own, with settings and a merge whose
+deduplication can spill to disk.
+
+dlt merges a table by deduplicating its staging rows with ``ROW_NUMBER() OVER (PARTITION BY
+<primary key>)`` and inserting the first of each key. DuckDB's window operator holds every
+column of every staged row in memory and cannot spill, so a first load of 100k Stripe invoices
+needed over 1 GB for the merge alone and failed under any ``memory_limit`` below that. The
+merge here keeps dlt's statements but picks the row to keep by aggregate: ``rowid IN (SELECT
+min(rowid) ... GROUP BY <primary key>)``, which touches only the key columns and which DuckDB's
+hash aggregate spills under its ``memory_limit``. The result is the same: one row per key, an
+arbitrary one of its duplicates (dlt's ``ROW_NUMBER()`` is ordered by nothing either), exact
+copies included (a copy job re-run after a crash stages its file twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dlt
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.destinations.impl.duckdb.duck import DuckDbClient
+from dlt.destinations.impl.duckdb.factory import duckdb as DuckDbDestination
+from dlt.destinations.sql_jobs import SqlMergeFollowupJob
+
+# DuckDB's own defaults are a thread per core, insertion order kept and 80 % of RAM, which it
+# fills with cached blocks before it evicts any: a 100k-invoice load held 1.2-2.0 GB. One thread
+# without insertion order and a memory limit keep the load step flat in N: with the spillable
+# merge below nothing needs more than the limit (the rest goes to ``<file>.tmp`` beside the
+# database). DuckDB's process holds ~80 MB beyond the limit; 64 MB is too little to append the
+# widest Stripe table. Any key set in dlt config under [destination.duckdb.credentials]
+# global_config wins over these (the SQL models and notebooks' queries run under them too).
+DUCKDB_SETTINGS: dict[str, Any] = {
+    "threads": 1,
+    "preserve_insertion_order": False,
+    "memory_limit": "128MB",
+}
+
+
+def duckdb_destination(path: str) -> Any:
+    """The DuckDB file ``path`` as a dlt destination, with :data:`DUCKDB_SETTINGS` under
+    whatever ``destination.duckdb.credentials.global_config`` sets in dlt config."""
+    configured = dlt.config.get("destination.duckdb.credentials.global_config", dict) or {}
+    return SpillableMergeDuckDb(
+        DuckDbCredentials(path, global_config={**DUCKDB_SETTINGS, **configured})
+    )
+
+
+class SpillableMergeJob(SqlMergeFollowupJob):
+    """dlt's merge statements with a deduplication DuckDB can spill (see the module's text)."""
+
+    @classmethod
+    def gen_select_from_dedup_sql(
+        cls,
+        table_name: str,
+        primary_keys: Sequence[str],
+        columns: Sequence[str],
+        dedup_sort: Any = None,
+        condition: Any = None,
+        condition_columns: Any = None,
+        skip_dedup: bool = False,
+    ) -> str:
+        """``SELECT columns FROM table_name`` keeping one row per primary key, by ``rowid``."""
+        if skip_dedup or dedup_sort is not None:
+            return str(
+                super().gen_select_from_dedup_sql(
+                    table_name,
+                    primary_keys,
+                    columns,
+                    dedup_sort,
+                    condition,
+                    condition_columns,
+                    skip_dedup,
+                )
+            )
+        return (
+            f"SELECT {', '.join(columns)} FROM {table_name}"
+            f" WHERE rowid IN (SELECT min(rowid) FROM {table_name}"
+            f" GROUP BY {', '.join(primary_keys)}) AND ({condition or '1 = 1'})"
+        )
+
+
+class SpillableMergeDuckDbClient(DuckDbClient):
+    """dlt's DuckDB job client, merging with :class:`SpillableMergeJob`."""
+
+    def _create_merge_followup_jobs(self, table_chain: Sequence[Any]) -> list[Any]:
+        return [SpillableMergeJob.from_table_chain(table_chain, self.sql_client)]
+
+
+class SpillableMergeDuckDb(DuckDbDestination):
+    """dlt's ``duckdb`` destination with :class:`SpillableMergeDuckDbClient`.
+
+    It reports dlt's own destination type, so pipelines, their state and ``dlt`` commands see
+    the plain ``duckdb`` destination they know.
+    """
+
+    @property
+    def client_class(self) -> type[DuckDbClient]:
+        return SpillableMergeDuckDbClient
+
+    @property
+    def destination_type(self) -> str:
+        return "dlt.destinations.duckdb"

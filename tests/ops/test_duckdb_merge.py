@@ -1,0 +1,94 @@
+"""The DuckDB destination's merge: one row per key, and a deduplication that spills to disk
+under DuckDB's ``memory_limit`` instead of holding every staged row (dlt's ``ROW_NUMBER()``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pytest
+
+from invoice_source.destinations import duckdb_destination
+
+PADDING = "x" * 400
+
+
+def pipeline_at(tmp_path: Path, name: str) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name=name,
+        destination=duckdb_destination(str(tmp_path / f"{name}.duckdb")),
+        dataset_name="invoices",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+
+
+def rows_of(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
+    with pipeline.sql_client() as client:
+        return list(client.execute_sql(sql) or [])
+
+
+def test_given_an_invoice_and_a_line_staged_twice_when_merged_then_one_row_per_key_lands(
+    tmp_path: Path,
+) -> None:
+    @dlt.resource(name="invoices", write_disposition="merge", primary_key="id")
+    def invoices() -> Iterator[dict[str, Any]]:
+        yield [{"id": "in_1", "status": "open"}, {"id": "in_2", "status": "paid"}]
+        yield {"id": "in_1", "status": "open"}  # an exact copy, as a re-run copy job stages it
+
+    @dlt.resource(
+        name="lines",
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        primary_key=["invoice_id", "id"],
+        merge_key="invoice_id",
+    )
+    def lines() -> Iterator[dict[str, Any]]:
+        yield [{"invoice_id": "in_1", "id": "il_1", "amount": 5}] * 2
+        yield {"invoice_id": "in_1", "id": "il_2", "amount": 7}
+
+    pipeline = pipeline_at(tmp_path, "twice")
+    pipeline.run([invoices(), lines()])
+    pipeline.run([invoices(), lines()])
+
+    assert rows_of(pipeline, "SELECT id, status FROM invoices ORDER BY id") == [
+        ("in_1", "open"),
+        ("in_2", "paid"),
+    ]
+    assert rows_of(pipeline, "SELECT invoice_id, id, amount FROM lines ORDER BY id") == [
+        ("in_1", "il_1", 5),
+        ("in_1", "il_2", 7),
+    ]
+
+
+def test_given_staged_rows_beyond_the_memory_limit_when_merged_then_the_merge_spills_and_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "24MB"}'
+    )
+    rows_per_table, tables = 10_000, 12  # ~50 MB of text staged, twice the limit
+
+    @dlt.resource(name="lines", write_disposition="merge", primary_key=["invoice_id", "id"])
+    def lines() -> Iterator[pa.Table]:
+        for part in range(tables):
+            ids = [f"il_{part}_{n}" for n in range(rows_per_table)]
+            yield pa.table(
+                {
+                    "invoice_id": [f"in_{part}"] * rows_per_table,
+                    "id": ids,
+                    "description": [PADDING + line_id for line_id in ids],
+                }
+            )
+
+    pipeline = pipeline_at(tmp_path, "spill")
+    pipeline.run(lines())
+
+    assert rows_of(pipeline, "SELECT current_setting('memory_limit')")[0][0] in (
+        "22.8 MiB",
+        "24.0 MB",
+    )
+    assert rows_of(pipeline, "SELECT count(*), count(DISTINCT id) FROM lines") == [
+        (rows_per_table * tables, rows_per_table * tables)
+    ]

@@ -33,8 +33,15 @@ from dlt.sources import DltResource
 
 from invoice_source.columns import column_hints
 from invoice_source.errors import AuthenticationError, ConfigurationError, NotFoundError
+from invoice_source.memory import release_free_memory
 from invoice_source.stripe import settings
-from invoice_source.stripe.batch import BATCH_INVOICES, CHILD_KEYS, CHILD_TABLES, TableBatch
+from invoice_source.stripe.batch import (
+    BATCH_INVOICES,
+    CHILD_KEYS,
+    CHILD_TABLES,
+    ROWS_INVOICES,
+    TableBatch,
+)
 from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient
 from invoice_source.stripe.processes import ProcessInvoiceReader, WorkerSpec
 from invoice_source.stripe.reader import ConcurrentInvoiceReader, InvoicePage
@@ -194,6 +201,8 @@ class StripeInvoiceSync:
             state["last_run_at"] = started_at
         finally:
             self.client.close()
+            del batch
+            release_free_memory()
 
     def _read_new(
         self, window: CreatedWindow, batch: TableBatch
@@ -285,7 +294,8 @@ class StripeInvoiceSync:
             threads=max(1, self.max_workers // self.worker_processes),
             page_size=self.page_size,
             synced_at=synced_at,
-            batch_invoices=BATCH_INVOICES,
+            batch_invoices=ROWS_INVOICES,
+            yield_invoices=BATCH_INVOICES,
             log_level=logging.getLogger("invoice_source").getEffectiveLevel(),
         )
 

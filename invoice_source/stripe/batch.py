@@ -22,8 +22,13 @@ from invoice_source.stripe.shapes import (
 )
 
 # Invoices gathered before a batch of tables is handed on: big enough for efficient parquet row
-# groups, small enough to keep memory flat.
+# groups and few dlt items (dlt checks every item's schema, ~20 ms each).
 BATCH_INVOICES = 2000
+# Invoices kept as Python rows before they become Arrow: rows keep the parsed JSON alive, and
+# Python's allocator keeps the memory of its peak for the rest of the run (freed objects leave
+# its 1 MiB arenas partly used), so this bounds what the whole run holds. Arrow pieces are
+# compact and are joined into one table per batch.
+ROWS_INVOICES = 250
 
 CHILD_TABLES: dict[str, list[Column]] = {
     settings.TABLE_LINE_ITEMS: LINE_ITEM_COLUMNS,
@@ -38,16 +43,23 @@ CHILD_KEYS: dict[str, Sequence[str]] = {
 
 
 class TableBatch:
-    """Rows of the four tables, gathered until they are worth handing to dlt."""
+    """Rows of the four tables, gathered until they are worth handing to dlt: as Python rows
+    for up to ``ROWS_INVOICES`` invoices, then as Arrow pieces."""
 
     def __init__(self, synced_at: int) -> None:
         self.synced_at = synced_at
-        self._reset()
+        self.pieces = ArrowPieces()
+        self._new_rows()
 
-    def _reset(self) -> None:
+    def _new_rows(self) -> None:
         self.invoices = TableBuilder(INVOICE_COLUMNS)
         self.children = {table: TableBuilder(columns) for table, columns in CHILD_TABLES.items()}
-        self.invoice_count = 0
+        self.row_invoices = 0
+
+    @property
+    def invoice_count(self) -> int:
+        """Invoices gathered since the batch was last taken."""
+        return self.pieces.invoices + self.row_invoices
 
     def add_page(self, page: InvoicePage) -> None:
         """Add a page of invoices; lines come from ``page.lines`` or the embedded list."""
@@ -64,25 +76,55 @@ class TableBatch:
                 invoice, line_count=None if lines is None else len(lines), synced_at=self.synced_at
             )
         )
-        self.invoice_count += 1
-        if lines is None:
+        self.row_invoices += 1
+        if lines is not None:
+            items, discounts, taxes = line_rows(invoice["id"], invoice.get("currency"), lines)
+            self.children[settings.TABLE_LINE_ITEMS].extend(items)
+            self.children[settings.TABLE_LINE_DISCOUNTS].extend(discounts)
+            self.children[settings.TABLE_LINE_TAXES].extend(taxes)
+        if self.row_invoices >= ROWS_INVOICES:
+            self._rows_to_arrow()
+
+    def _rows_to_arrow(self) -> None:
+        if self.row_invoices == 0:
             return
-        items, discounts, taxes = line_rows(invoice["id"], invoice.get("currency"), lines)
-        self.children[settings.TABLE_LINE_ITEMS].extend(items)
-        self.children[settings.TABLE_LINE_DISCOUNTS].extend(discounts)
-        self.children[settings.TABLE_LINE_TAXES].extend(taxes)
+        self.pieces.add(settings.TABLE_INVOICES, self.invoices.to_arrow())
+        for name, builder in self.children.items():
+            self.pieces.add(name, builder.to_arrow())
+        self._new_rows()
 
     def take_tables(self) -> list[tuple[str, pa.Table]]:
         """The gathered rows as ``(table name, pyarrow table)`` pairs (empty tables left out),
         and a fresh batch."""
-        if self.invoice_count == 0:
-            return []
-        tables: list[tuple[str, pa.Table]] = [(settings.TABLE_INVOICES, self.invoices.to_arrow())]
-        tables += [(name, builder.to_arrow()) for name, builder in self.children.items()]
-        self._reset()
-        return [(name, table) for name, table in tables if table.num_rows]
+        self._rows_to_arrow()
+        return list(self.pieces.take())
 
     def flush(self) -> Iterator[Any]:
         """Yield the gathered rows as pyarrow tables tagged with their table names."""
         for name, table in self.take_tables():
             yield dlt.mark.with_table_name(table, name)
+
+
+class ArrowPieces:
+    """Arrow tables gathered per table name and handed on joined: dlt checks the hints of every
+    item it is given (~20 ms each), so fewer, larger tables cost less."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, list[pa.Table]] = {}
+        self.invoices = 0
+
+    def add(self, name: str, table: pa.Table) -> None:
+        """Keep ``table`` (empty ones are dropped) for ``name``."""
+        if name == settings.TABLE_INVOICES:
+            self.invoices += table.num_rows
+        if table.num_rows:
+            self._tables.setdefault(name, []).append(table)
+
+    def take(self) -> Iterator[tuple[str, pa.Table]]:
+        """``(name, table)`` per table name, pieces joined, and start over."""
+        tables, self._tables, self.invoices = self._tables, {}, 0
+        for name, pieces in tables.items():
+            try:
+                yield name, pa.concat_tables(pieces, promote_options="default")
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column changed type between pieces
+                yield from ((name, piece) for piece in pieces)

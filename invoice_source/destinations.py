@@ -1,5 +1,5 @@
-"""The DuckDB destination invoice-sync loads into: dlt's own, with settings and a merge whose
-deduplication can spill to disk.
+"""The DuckDB destination invoice-sync loads into: dlt's own, with memory settings and a merge
+whose deduplication can spill to disk and whose deletes are hash joins.
 
 dlt merges a table by deduplicating its staging rows with ``ROW_NUMBER() OVER (PARTITION BY
 <primary key>)`` and inserting the first of each key. DuckDB's window operator holds every
@@ -10,6 +10,13 @@ min(rowid) ... GROUP BY <primary key>)``, which touches only the key columns and
 hash aggregate spills under its ``memory_limit``. The result is the same: one row per key, an
 arbitrary one of its duplicates (dlt's ``ROW_NUMBER()`` is ordered by nothing either), exact
 copies included (a copy job re-run after a crash stages its file twice).
+
+A child table merged with ``delete-insert`` on ``merge_key="invoice_id"`` and a primary key that
+starts with ``invoice_id`` gets dlt's delete condition ``(invoice_id AND id match) OR invoice_id
+matches``. DuckDB cannot turn an ``OR`` into a hash join, so every run scanned every landed line
+against every staged one (0.4 s at 100k invoices, 1.1 s at 300k, for an incremental run with
+nothing new). When the merge key is part of the primary key the first half implies the second,
+so the delete here matches on the merge key alone: the same rows, by hash join.
 """
 
 from __future__ import annotations
@@ -41,13 +48,22 @@ def duckdb_destination(path: str) -> Any:
     """The DuckDB file ``path`` as a dlt destination, with :data:`DUCKDB_SETTINGS` under
     whatever ``destination.duckdb.credentials.global_config`` sets in dlt config."""
     configured = dlt.config.get("destination.duckdb.credentials.global_config", dict) or {}
-    return SpillableMergeDuckDb(
+    return InvoiceSyncDuckDb(
         DuckDbCredentials(path, global_config={**DUCKDB_SETTINGS, **configured})
     )
 
 
-class SpillableMergeJob(SqlMergeFollowupJob):
-    """dlt's merge statements with a deduplication DuckDB can spill (see the module's text)."""
+class DuckDbMergeJob(SqlMergeFollowupJob):
+    """dlt's merge statements with a deduplication DuckDB can spill and a delete by merge key
+    (see the module's text)."""
+
+    @classmethod
+    def _gen_key_table_clauses(
+        cls, primary_keys: Sequence[str], merge_keys: Sequence[str]
+    ) -> list[str]:
+        if primary_keys and merge_keys and set(merge_keys) <= set(primary_keys):
+            primary_keys = []  # a primary key match implies a merge key match
+        return list(super()._gen_key_table_clauses(primary_keys, merge_keys))
 
     @classmethod
     def gen_select_from_dedup_sql(
@@ -80,15 +96,15 @@ class SpillableMergeJob(SqlMergeFollowupJob):
         )
 
 
-class SpillableMergeDuckDbClient(DuckDbClient):
-    """dlt's DuckDB job client, merging with :class:`SpillableMergeJob`."""
+class DuckDbMergeClient(DuckDbClient):
+    """dlt's DuckDB job client, merging with :class:`DuckDbMergeJob`."""
 
     def _create_merge_followup_jobs(self, table_chain: Sequence[Any]) -> list[Any]:
-        return [SpillableMergeJob.from_table_chain(table_chain, self.sql_client)]
+        return [DuckDbMergeJob.from_table_chain(table_chain, self.sql_client)]
 
 
-class SpillableMergeDuckDb(DuckDbDestination):
-    """dlt's ``duckdb`` destination with :class:`SpillableMergeDuckDbClient`.
+class InvoiceSyncDuckDb(DuckDbDestination):
+    """dlt's ``duckdb`` destination with :class:`DuckDbMergeClient`.
 
     It reports dlt's own destination type, so pipelines, their state and ``dlt`` commands see
     the plain ``duckdb`` destination they know.
@@ -96,7 +112,7 @@ class SpillableMergeDuckDb(DuckDbDestination):
 
     @property
     def client_class(self) -> type[DuckDbClient]:
-        return SpillableMergeDuckDbClient
+        return DuckDbMergeClient
 
     @property
     def destination_type(self) -> str:

@@ -92,3 +92,40 @@ def test_given_staged_rows_beyond_the_memory_limit_when_merged_then_the_merge_sp
     assert rows_of(pipeline, "SELECT count(*), count(DISTINCT id) FROM lines") == [
         (rows_per_table * tables, rows_per_table * tables)
     ]
+
+
+def test_given_lines_keyed_by_invoice_and_id_when_an_invoice_is_reread_then_its_lines_are_replaced(
+    tmp_path: Path,
+) -> None:
+    def lines_resource(rows: list[dict[str, Any]]) -> Any:
+        return dlt.resource(
+            rows,
+            name="lines",
+            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+            primary_key=["invoice_id", "id"],
+            merge_key="invoice_id",
+        )
+
+    pipeline = pipeline_at(tmp_path, "replace")
+    pipeline.run(
+        lines_resource(
+            [
+                {"invoice_id": "in_1", "id": "il_1", "amount": 5},
+                {"invoice_id": "in_1", "id": "il_2", "amount": 7},
+                {"invoice_id": "in_2", "id": "il_3", "amount": 9},
+            ]
+        )
+    )
+    pipeline.run(lines_resource([{"invoice_id": "in_1", "id": "il_2", "amount": 8}]))
+
+    assert rows_of(pipeline, "SELECT invoice_id, id, amount FROM lines ORDER BY id") == [
+        ("in_1", "il_2", 8),
+        ("in_2", "il_3", 9),
+    ]
+    package = pipeline.list_completed_load_packages()[-1]
+    merge_sql = "".join(
+        path.read_text()
+        for path in Path(pipeline.get_load_package_info(package).package_path).rglob("lines.*.sql")
+    )
+    delete = next(line for line in merge_sql.splitlines() if line.startswith("DELETE"))
+    assert " OR " not in delete, "the delete is a hash join on the merge key, not an OR per line"

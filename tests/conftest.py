@@ -53,6 +53,11 @@ def postgres_reachable() -> bool:
 @pytest.fixture
 def postgres_available() -> None:
     """Skip when PostgreSQL is unreachable, except under CI=true, where that is a failure."""
+    require_postgres()
+
+
+def require_postgres() -> None:
+    """Skip the calling test (or fixture) when PostgreSQL is unreachable; fail under CI=true."""
     if postgres_reachable():
         return
     message = f"PostgreSQL is not reachable on {POSTGRES_HOST}:{POSTGRES_PORT}"

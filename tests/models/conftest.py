@@ -10,29 +10,42 @@ from typing import Any
 import dlt
 import pytest
 
+from invoice_source.destinations import duckdb_destination
+from tests.conftest import require_postgres
+
 POSTGRES_URL = "postgresql://postgres:unused@127.0.0.1:5432/test"
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def destination_pipeline(
-    request: pytest.FixtureRequest, tmp_path: Path, duckdb_path: Path
-) -> Iterator[dlt.Pipeline]:
+def destination_pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dlt.Pipeline]:
     """A fresh pipeline into DuckDB, or into a throwaway PostgreSQL schema."""
-    dataset = "invoices"
     if request.param == "postgres":
-        request.getfixturevalue("postgres_available")
+        require_postgres()
+    pipeline = models_pipeline(request.param, tmp_path)
+    yield pipeline
+    drop_postgres_dataset(pipeline, request.param)
+
+
+def models_pipeline(backend: str, folder: Path) -> dlt.Pipeline:
+    """A pipeline into the DuckDB file ``folder/warehouse.duckdb`` (the connector's own DuckDB
+    destination), or into a new PostgreSQL schema."""
+    dataset = "invoices"
+    if backend == "postgres":
         destination: Any = dlt.destinations.postgres(POSTGRES_URL)
         dataset = f"test_models_{uuid.uuid4().hex[:8]}"
     else:
-        destination = dlt.destinations.duckdb(str(duckdb_path))
-    pipeline = dlt.pipeline(
-        pipeline_name=f"models_{request.param}",
+        destination = duckdb_destination(str(folder / "warehouse.duckdb"))
+    return dlt.pipeline(
+        pipeline_name=f"models_{backend}",
         destination=destination,
         dataset_name=dataset,
-        pipelines_dir=str(tmp_path / "pipelines"),
+        pipelines_dir=str(folder / "pipelines"),
     )
-    yield pipeline
-    if request.param == "postgres":
+
+
+def drop_postgres_dataset(pipeline: dlt.Pipeline, backend: str) -> None:
+    """Drop the throwaway PostgreSQL schema a test made."""
+    if backend == "postgres":
         with pipeline.sql_client() as client:
             if client.has_dataset():
                 client.drop_dataset()

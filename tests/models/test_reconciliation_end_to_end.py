@@ -12,31 +12,49 @@ from invoice_source.models.reports import REPORTS, read_report
 from invoice_source.models.testing import check_models
 from invoice_source.pipeline import SOURCES, build_source
 from invoice_source.sandbox import SandboxSet, SeedSizes
+from tests.conftest import require_postgres
+from tests.models.conftest import drop_postgres_dataset, models_pipeline
+
+SIZES = SeedSizes(stripe_invoices=150, prepbusiness_invoices=40, alternative_payments_invoices=60)
+NO_CLIENT_RATE_LIMITS = {
+    "SOURCES__STRIPE__REQUESTS_PER_SECOND": "0",
+    "SOURCES__ALTERNATIVE_PAYMENTS__REQUESTS_PER_SECOND": "0",
+}
+
+
+@pytest.fixture(scope="module", params=["duckdb", "postgres"])
+def reconciled_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[dlt.Pipeline, SandboxSet]]:
+    """The three sandboxes loaded, changed, loaded again and modelled, once per destination:
+    the tests only read the reports."""
+    if request.param == "postgres":
+        require_postgres()
+    folder = tmp_path_factory.mktemp(f"reconciled_{request.param}")
+    with pytest.MonkeyPatch.context() as env, SandboxSet(seed=5, sizes=SIZES) as sandboxes:
+        env.setenv("DLT_DATA_DIR", str(folder / "dlt-home"))
+        sandboxes.seed_data()
+        for key, value in {**sandboxes.env(), **NO_CLIENT_RATE_LIMITS}.items():
+            env.setenv(key, value)
+        pipeline = models_pipeline(request.param, folder)
+        for name in SOURCES:
+            pipeline.run(build_source(name))
+        sandboxes.apply_demo_changes()
+        for name in SOURCES:
+            pipeline.run(build_source(name))
+        run_models(pipeline)
+        yield pipeline, sandboxes
+        drop_postgres_dataset(pipeline, request.param)
 
 
 @pytest.fixture
-def sandboxes(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxSet]:
-    sizes = SeedSizes(
-        stripe_invoices=150, prepbusiness_invoices=40, alternative_payments_invoices=60
-    )
-    with SandboxSet(seed=5, sizes=sizes) as started:
-        started.seed_data()
-        for key, value in started.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("SOURCES__STRIPE__REQUESTS_PER_SECOND", "0")
-        monkeypatch.setenv("SOURCES__ALTERNATIVE_PAYMENTS__REQUESTS_PER_SECOND", "0")
-        yield started
+def reconciled(reconciled_run: tuple[dlt.Pipeline, SandboxSet]) -> dlt.Pipeline:
+    return reconciled_run[0]
 
 
 @pytest.fixture
-def reconciled(destination_pipeline: dlt.Pipeline, sandboxes: SandboxSet) -> dlt.Pipeline:
-    for name in SOURCES:
-        destination_pipeline.run(build_source(name))
-    sandboxes.apply_demo_changes()
-    for name in SOURCES:
-        destination_pipeline.run(build_source(name))
-    run_models(destination_pipeline)
-    return destination_pipeline
+def sandboxes(reconciled_run: tuple[dlt.Pipeline, SandboxSet]) -> SandboxSet:
+    return reconciled_run[1]
 
 
 def findings(pipeline: dlt.Pipeline, report_name: str) -> set[tuple[str, str]]:

@@ -119,8 +119,18 @@ class TableBuilder:
         for row in rows:
             self.add(row)
 
+    def take_arrow(self) -> pa.Table:
+        """The collected rows as a pyarrow table, and a builder emptied of rows. The kinds of
+        extra columns carry over, so later tables type them as earlier ones did."""
+        table = self.to_arrow()
+        self._data = {column.name: [] for column in self.columns}
+        self._extra = {name: [] for name in self._extra}
+        self.row_count = 0
+        return table
+
     def to_arrow(self) -> pa.Table:
-        """The collected rows as a pyarrow table with the spec's types."""
+        """The collected rows as a pyarrow table with the spec's types; an extra column with no
+        value yet is typed null, which joins any type."""
         arrays: list[pa.Array] = []
         fields: list[pa.Field] = []
         for column in self.columns:
@@ -144,12 +154,26 @@ class TableBuilder:
                 arrays.append(_to_array(odd, kind))
                 fields.append(pa.field(f"{column.name}__v_{kind}", _ARROW_TYPES[kind]))
         for name, values in self._extra.items():
-            kind = self._extra_kinds.get(name, "text")
-            if any(v is not None and _infer_kind(v) != kind for v in values):
-                kind = "json"
-            arrays.append(_to_array(values, kind))
-            fields.append(pa.field(name, _ARROW_TYPES[kind]))
+            known = self._extra_kinds.get(name)
+            if known is None:
+                arrays.append(pa.nulls(len(values)))
+                fields.append(pa.field(name, pa.null()))
+                continue
+            if any(v is not None and _infer_kind(v) != known for v in values):
+                known = self._extra_kinds[name] = "json"
+            arrays.append(_to_array(values, known))
+            fields.append(pa.field(name, _ARROW_TYPES[known]))
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def null_columns_as_text(table: pa.Table) -> pa.Table:
+    """``table`` with its null-typed columns (no value seen yet) as text: dlt cannot type a
+    null column, and a text column of nulls is what a later value of any kind can turn into."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):
+            column = pa.nulls(table.num_rows, pa.string())
+            table = table.set_column(index, pa.field(field.name, pa.string()), column)
+    return table
 
 
 _ACCEPTS: dict[str, tuple[type, ...]] = {

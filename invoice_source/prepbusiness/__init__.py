@@ -27,7 +27,7 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from invoice_source import money
-from invoice_source.columns import Column, TableBuilder, column_hints
+from invoice_source.columns import Column, TableBuilder, column_hints, null_columns_as_text
 from invoice_source.errors import ApiError, ConfigurationError
 from invoice_source.prepbusiness import settings
 from invoice_source.prepbusiness.client import (
@@ -338,9 +338,7 @@ class PrepBusinessInvoiceSync:
 
     def _flush(self) -> Iterator[pa.Table]:
         if self._builder.row_count:
-            table = self._builder.to_arrow()
-            self._builder = TableBuilder(INVOICE_COLUMNS)
-            yield table
+            yield null_columns_as_text(self._builder.take_arrow())
 
     def _save_tracking(self, scope: dict[str, Any]) -> None:
         """Keep the ids of loaded invoices that may still change; forget the final ones and the

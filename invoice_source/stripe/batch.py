@@ -8,7 +8,7 @@ from typing import Any
 import dlt
 import pyarrow as pa
 
-from invoice_source.columns import Column, TableBuilder
+from invoice_source.columns import Column, TableBuilder, null_columns_as_text
 from invoice_source.stripe import settings
 from invoice_source.stripe.client import Invoice
 from invoice_source.stripe.reader import InvoicePage
@@ -49,9 +49,6 @@ class TableBatch:
     def __init__(self, synced_at: int) -> None:
         self.synced_at = synced_at
         self.pieces = ArrowPieces()
-        self._new_rows()
-
-    def _new_rows(self) -> None:
         self.invoices = TableBuilder(INVOICE_COLUMNS)
         self.children = {table: TableBuilder(columns) for table, columns in CHILD_TABLES.items()}
         self.row_invoices = 0
@@ -88,10 +85,10 @@ class TableBatch:
     def _rows_to_arrow(self) -> None:
         if self.row_invoices == 0:
             return
-        self.pieces.add(settings.TABLE_INVOICES, self.invoices.to_arrow())
+        self.pieces.add(settings.TABLE_INVOICES, self.invoices.take_arrow())
         for name, builder in self.children.items():
-            self.pieces.add(name, builder.to_arrow())
-        self._new_rows()
+            self.pieces.add(name, builder.take_arrow())
+        self.row_invoices = 0
 
     def take_tables(self) -> list[tuple[str, pa.Table]]:
         """The gathered rows as ``(table name, pyarrow table)`` pairs (empty tables left out),
@@ -121,10 +118,12 @@ class ArrowPieces:
             self._tables.setdefault(name, []).append(table)
 
     def take(self) -> Iterator[tuple[str, pa.Table]]:
-        """``(name, table)`` per table name, pieces joined, and start over."""
+        """``(name, table)`` per table name, pieces joined, and start over. A column still
+        typed null (no piece had a value) becomes text, as dlt cannot type it."""
         tables, self._tables, self.invoices = self._tables, {}, 0
         for name, pieces in tables.items():
             try:
-                yield name, pa.concat_tables(pieces, promote_options="default")
+                joined = [pa.concat_tables(pieces, promote_options="default")]
             except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column changed type between pieces
-                yield from ((name, piece) for piece in pieces)
+                joined = pieces
+            yield from ((name, null_columns_as_text(table)) for table in joined)

@@ -3,9 +3,15 @@ hands dlt one table per name per batch."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from invoice_source.stripe import settings
+import dlt
+import pyarrow as pa
+
+from invoice_source.destinations import duckdb_destination
+from invoice_source.stripe import settings, with_table_hints
 from invoice_source.stripe.batch import ROWS_INVOICES, TableBatch
 
 
@@ -46,3 +52,41 @@ def test_given_a_new_api_field_only_after_the_first_rows_when_taken_then_its_col
 
     codes = invoices.column("rebate_code").to_pylist()
     assert codes == [None] * late + [f"R{late}", f"R{late + 1}"]
+
+
+def test_given_a_new_numeric_field_null_for_the_first_invoices_when_loaded_then_it_lands_as_numbers(
+    tmp_path: Path,
+) -> None:
+    nulls = ROWS_INVOICES + 50  # a whole first piece of nulls, then numbers
+
+    def stripe_invoices() -> Iterator[Any]:
+        batch = TableBatch(synced_at=1_767_225_600)
+        for number in range(nulls + 3):
+            batch.add_invoice(invoice(number, rebate_count=None if number < nulls else number), [])
+        yield from batch.flush()
+
+    pipeline = dlt.pipeline(
+        pipeline_name="late_numbers",
+        destination=duckdb_destination(str(tmp_path / "late.duckdb")),
+        dataset_name="invoices",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    pipeline.run(with_table_hints(dlt.resource(stripe_invoices, name=settings.TABLE_INVOICES)))
+
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql(
+            "SELECT count(*), count(rebate_count), sum(rebate_count),"
+            " typeof(any_value(rebate_count)) FROM stripe_invoices"
+        )
+    assert rows == [(nulls + 3, 3, 3 * nulls + 3, "BIGINT")]
+
+
+def test_given_a_new_field_that_is_always_null_when_taken_then_it_is_kept_as_text() -> None:
+    batch = TableBatch(synced_at=1_767_225_600)
+    for number in range(ROWS_INVOICES + 1):
+        batch.add_invoice(invoice(number, closing_note=None), [])
+
+    invoices = dict(batch.take_tables())[settings.TABLE_INVOICES]
+
+    assert invoices.schema.field("closing_note").type == pa.string()
+    assert invoices.column("closing_note").null_count == ROWS_INVOICES + 1

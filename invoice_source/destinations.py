@@ -9,7 +9,10 @@ merge here keeps dlt's statements but picks the row to keep by aggregate: ``rowi
 min(rowid) ... GROUP BY <primary key>)``, which touches only the key columns and which DuckDB's
 hash aggregate spills under its ``memory_limit``. The result is the same: one row per key, an
 arbitrary one of its duplicates (dlt's ``ROW_NUMBER()`` is ordered by nothing either), exact
-copies included (a copy job re-run after a crash stages its file twice).
+copies included (a copy job re-run after a crash stages its file twice). Tables with a
+``dedup_sort`` hint, or with a column named ``rowid`` (it hides DuckDB's), keep dlt's
+deduplication; so do pipelines restored without this destination object (``dlt.attach``, the
+``dlt pipeline ... load`` command), which get dlt's stock DuckDB destination.
 
 A child table merged with ``delete-insert`` on ``merge_key="invoice_id"`` and a primary key that
 starts with ``invoice_id`` gets dlt's delete condition ``(invoice_id AND id match) OR invoice_id
@@ -25,9 +28,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import dlt
+from dlt.common.destination.client import PreparedTableSchema
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.destinations.impl.duckdb.duck import DuckDbClient
 from dlt.destinations.impl.duckdb.factory import duckdb as DuckDbDestination
+from dlt.destinations.sql_client import SqlClientBase
 from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 
 # DuckDB's own defaults are a thread per core, insertion order kept and 80 % of RAM, which it
@@ -53,9 +58,9 @@ def duckdb_destination(path: str) -> Any:
     )
 
 
-class DuckDbMergeJob(SqlMergeFollowupJob):
-    """dlt's merge statements with a deduplication DuckDB can spill and a delete by merge key
-    (see the module's text)."""
+class MergeKeyDeleteJob(SqlMergeFollowupJob):
+    """dlt's merge statements, deleting by the merge key alone when it is part of the primary
+    key (see the module's text)."""
 
     @classmethod
     def _gen_key_table_clauses(
@@ -64,6 +69,21 @@ class DuckDbMergeJob(SqlMergeFollowupJob):
         if primary_keys and merge_keys and set(merge_keys) <= set(primary_keys):
             primary_keys = []  # a primary key match implies a merge key match
         return list(super()._gen_key_table_clauses(primary_keys, merge_keys))
+
+
+class DuckDbMergeJob(MergeKeyDeleteJob):
+    """:class:`MergeKeyDeleteJob` with a deduplication DuckDB can spill. A table with a column
+    named ``rowid`` (which hides DuckDB's own) and a ``dedup_sort`` hint keep dlt's
+    ``ROW_NUMBER()`` deduplication."""
+
+    @classmethod
+    def generate_sql(
+        cls, table_chain: Sequence[PreparedTableSchema], sql_client: SqlClientBase[Any]
+    ) -> list[str]:
+        """The merge statements for ``table_chain``."""
+        if any(name.lower() == "rowid" for table in table_chain for name in table["columns"]):
+            return list(MergeKeyDeleteJob.generate_sql(table_chain, sql_client))
+        return list(super().generate_sql(table_chain, sql_client))
 
     @classmethod
     def gen_select_from_dedup_sql(

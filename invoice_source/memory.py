@@ -8,10 +8,11 @@ into dlt's load step, where DuckDB needs its own; at 100k Stripe invoices it was
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import gc
 import logging
 import sys
+from typing import Any
 
 import pyarrow as pa
 
@@ -22,9 +23,18 @@ def release_free_memory() -> None:
     """Return freed memory held by pyarrow's pool and, on glibc, by malloc to the system."""
     gc.collect()
     pa.default_memory_pool().release_unused()
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            libc.malloc_trim(0)
-        except (OSError, AttributeError):  # musl and other libcs have no malloc_trim
-            logger.debug("malloc_trim is not available")
+    malloc_trim = _malloc_trim()
+    if malloc_trim is not None:
+        malloc_trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where there is none (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        logger.debug("malloc_trim is not available")
+        return None

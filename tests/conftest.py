@@ -22,17 +22,23 @@ def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     """Point dlt's data dir (pipelines, state) at a temp folder and drop source env vars."""
     home = tmp_path / "dlt-home"
     home.mkdir()
-    monkeypatch.setenv("DLT_DATA_DIR", str(home))
+    isolate_environment(monkeypatch, home)
+    yield home
+
+
+def isolate_environment(env: pytest.MonkeyPatch, home: Path) -> None:
+    """dlt's data dir at ``home``, no source or destination settings from the shell, quiet
+    logs, and threads-only Stripe reads (for fixtures of a wider scope too)."""
+    env.setenv("DLT_DATA_DIR", str(home))
     for key in list(os.environ):
         if key.startswith(("SOURCES__", "DESTINATION__", "INVOICE_SYNC__")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "WARNING")
+            env.delenv(key)
+    env.setenv("RUNTIME__LOG_LEVEL", "WARNING")
     # Threads only: spawning worker processes costs ~1 s a run, and the seeded sandboxes' dense
     # years of history would start them on most first loads. The process path and the decision
     # to take it have their own tests (tests/faults/test_stripe_worker_processes.py and
     # test_stripe_process_decision.py set 2).
-    monkeypatch.setenv("SOURCES__STRIPE__WORKER_PROCESSES", "1")
-    yield home
+    env.setenv("SOURCES__STRIPE__WORKER_PROCESSES", "1")
 
 
 @pytest.fixture

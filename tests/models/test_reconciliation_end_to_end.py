@@ -12,7 +12,7 @@ from invoice_source.models.reports import REPORTS, read_report
 from invoice_source.models.testing import check_models
 from invoice_source.pipeline import SOURCES, build_source
 from invoice_source.sandbox import SandboxSet, SeedSizes
-from tests.conftest import require_postgres
+from tests.conftest import isolate_environment, require_postgres
 from tests.models.conftest import drop_postgres_dataset, models_pipeline
 
 SIZES = SeedSizes(stripe_invoices=150, prepbusiness_invoices=40, alternative_payments_invoices=60)
@@ -32,7 +32,7 @@ def reconciled_run(
         require_postgres()
     folder = tmp_path_factory.mktemp(f"reconciled_{request.param}")
     with pytest.MonkeyPatch.context() as env, SandboxSet(seed=5, sizes=SIZES) as sandboxes:
-        env.setenv("DLT_DATA_DIR", str(folder / "dlt-home"))
+        isolate_environment(env, folder)
         sandboxes.seed_data()
         for key, value in {**sandboxes.env(), **NO_CLIENT_RATE_LIMITS}.items():
             env.setenv(key, value)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from invoice_source.cli import main
@@ -195,3 +196,11 @@ def duckdb_query(path: Path, sql: str) -> list[tuple[Any, ...]]:
     with duckdb.connect(str(path), read_only=True) as connection:
         connection.execute("set schema 'invoices'")
         return [tuple(row) for row in connection.sql(sql).fetchall()]
+
+
+def duckdb_setting_as_shown(name: str, value: str) -> str:
+    """How DuckDB reads back ``name`` set to ``value`` (``128MB`` reads ``122.0 MiB``)."""
+    with duckdb.connect(config={name: value}) as connection:
+        row = connection.execute(f"SELECT current_setting('{name}')").fetchone()
+    assert row is not None
+    return str(row[0])

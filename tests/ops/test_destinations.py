@@ -7,13 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dlt
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
 from invoice_source.destinations import DUCKDB_SETTINGS
 from invoice_source.pipeline import resolve_destination
-from tests.ops.conftest import CliResult, GatedStripeApp
+from tests.ops.conftest import CliResult, GatedStripeApp, duckdb_setting_as_shown
 
 
 def test_given_destination_type_filesystem_in_config_when_run_then_parquet_files_land_in_the_lake(
@@ -95,11 +94,3 @@ def test_given_a_duckdb_file_when_loaded_then_one_thread_no_order_a_memory_limit
     assert (threads, DUCKDB_SETTINGS["threads"]) == (1, 1)
     assert preserve_order is True, "a key set in dlt config wins over the default"
     assert memory_limit == duckdb_setting_as_shown("memory_limit", DUCKDB_SETTINGS["memory_limit"])
-
-
-def duckdb_setting_as_shown(name: str, value: str) -> str:
-    """How DuckDB reads back ``name`` set to ``value`` (``128MB`` reads ``122.0 MiB``)."""
-    with duckdb.connect(config={name: value}) as connection:
-        row = connection.execute(f"SELECT current_setting('{name}')").fetchone()
-    assert row is not None
-    return str(row[0])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import dlt
 import pyarrow as pa
 
 from invoice_source.columns import Column, TableBuilder, null_columns_as_text
@@ -95,11 +94,6 @@ class TableBatch:
         and a fresh batch."""
         self._rows_to_arrow()
         return list(self.pieces.take())
-
-    def flush(self) -> Iterator[Any]:
-        """Yield the gathered rows as pyarrow tables tagged with their table names."""
-        for name, table in self.take_tables():
-            yield dlt.mark.with_table_name(table, name)
 
 
 class ArrowPieces:

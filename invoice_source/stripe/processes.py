@@ -101,8 +101,9 @@ class ProcessInvoiceReader:
         pending = 1
         gathered = ArrowPieces()
         try:
-            for worker in workers:
-                worker.start()
+            with _without_main_module():
+                for worker in workers:
+                    worker.start()
             tasks.put((window, exclude_ids))
             while pending:
                 try:
@@ -150,6 +151,31 @@ class ProcessInvoiceReader:
         if newest is not None:
             current = self.result.newest_created
             self.result.newest_created = newest if current is None else max(current, newest)
+
+
+@contextlib.contextmanager
+def _without_main_module() -> Iterator[None]:
+    """Start spawned workers without re-importing the parent's ``__main__``.
+
+    ``spawn`` runs the parent's main module again in every child (as ``__mp_main__``) so that
+    functions defined there can be found. Workers need nothing from it (their target lives in
+    this module), and the main module of a pipeline script or of the CLI imports dlt, DuckDB and
+    the rest: 50-90 MB per worker for nothing. Hiding its spec and path while the workers start
+    (``start`` reads them once, synchronously) leaves it out.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    hidden: dict[str, Any] = {
+        name: main.__dict__.pop(name) for name in ("__spec__", "__file__") if name in main.__dict__
+    }
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(hidden)
 
 
 def _check_alive(workers: list[Any]) -> None:

@@ -16,7 +16,8 @@ import pytest
 from invoice_source.models import run_models
 from invoice_source.models.reports import REPORTS, format_report, read_report
 from invoice_source.models.testing import check_models
-from invoice_source.stripe import TableBatch, with_table_hints
+from invoice_source.stripe.batch import TableBatch
+from invoice_source.stripe.source import tagged_tables, with_table_hints
 
 SQL = Callable[[str], list[tuple[Any, ...]]]
 CREATED = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -140,7 +141,7 @@ def loaded(destination_pipeline: dlt.Pipeline) -> Iterator[dlt.Pipeline]:
         batch = TableBatch(CREATED)
         for item in FIXTURE:
             batch.add_invoice(item, item["lines"]["data"])
-        yield from batch.flush()
+        yield from tagged_tables(batch)
 
     resource = with_table_hints(dlt.resource(fixture_invoices, name="stripe_invoices"))
     destination_pipeline.run(resource)

@@ -11,8 +11,9 @@ import dlt
 import pyarrow as pa
 
 from invoice_source.destinations import duckdb_destination
-from invoice_source.stripe import settings, with_table_hints
+from invoice_source.stripe import settings
 from invoice_source.stripe.batch import ROWS_INVOICES, TableBatch
+from invoice_source.stripe.source import tagged_tables, with_table_hints
 
 
 def invoice(number: int, **extra: Any) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def test_given_a_new_numeric_field_null_for_the_first_invoices_when_loaded_then_
         batch = TableBatch(synced_at=1_767_225_600)
         for number in range(nulls + 3):
             batch.add_invoice(invoice(number, rebate_count=None if number < nulls else number), [])
-        yield from batch.flush()
+        yield from tagged_tables(batch)
 
     pipeline = dlt.pipeline(
         pipeline_name="late_numbers",

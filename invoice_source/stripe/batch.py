@@ -27,7 +27,7 @@ BATCH_INVOICES = 2000
 # Python's allocator keeps the memory of its peak for the rest of the run (freed objects leave
 # its 1 MiB arenas partly used), so this bounds what the whole run holds. Arrow pieces are
 # compact and are joined into one table per batch.
-ROWS_INVOICES = 250
+ROWS_INVOICES = 50
 
 CHILD_TABLES: dict[str, list[Column]] = {
     settings.TABLE_LINE_ITEMS: LINE_ITEM_COLUMNS,

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from invoice_source import http
 from invoice_source.errors import InvoiceSyncError
+from invoice_source.memory import system_allocator_environment
 from invoice_source.redaction import redact
 from invoice_source.stripe.batch import ArrowPieces, TableBatch
 from invoice_source.stripe.client import CreatedWindow, StripeClient
@@ -47,6 +48,8 @@ logger = logging.getLogger("invoice_source.stripe")
 _POLL_SECONDS = 0.5
 _STOP_SECONDS = 5.0
 _PR_SET_PDEATHSIG = 1
+# What ``spawn`` reads to import the parent's main module again in a child.
+_MAIN_ORIGIN = ("__spec__", "__file__")
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ class ProcessInvoiceReader:
         pending = 1
         gathered = ArrowPieces()
         try:
-            with _without_main_module():
+            with _lean_start():
                 for worker in workers:
                     worker.start()
             tasks.put((window, exclude_ids))
@@ -154,28 +157,31 @@ class ProcessInvoiceReader:
 
 
 @contextlib.contextmanager
-def _without_main_module() -> Iterator[None]:
-    """Start spawned workers without re-importing the parent's ``__main__``.
+def _lean_start() -> Iterator[None]:
+    """Start spawned workers without what they do not need.
 
     ``spawn`` runs the parent's main module again in every child (as ``__mp_main__``) so that
     functions defined there can be found. Workers need nothing from it (their target lives in
     this module), and the main module of a pipeline script or of the CLI imports dlt, DuckDB and
-    the rest: 50-90 MB per worker for nothing. Hiding its spec and path while the workers start
-    (``start`` reads them once, synchronously) leaves it out.
+    the rest: 50-90 MB per worker for nothing. Its spec and path are hidden while the workers
+    start (``start`` reads them once, synchronously). The workers' environment also gets
+    pyarrow's system allocator (see :mod:`invoice_source.memory`).
     """
     main = sys.modules.get("__main__")
-    if main is None:
-        yield
-        return
-    hidden: dict[str, Any] = {
-        name: main.__dict__.pop(name) for name in ("__spec__", "__file__") if name in main.__dict__
-    }
-    main.__spec__ = None
+    hidden: dict[str, Any] = {}
+    if main is not None:
+        hidden = {name: main.__dict__.pop(name) for name in _MAIN_ORIGIN if name in main.__dict__}
+        main.__spec__ = None
+    added = system_allocator_environment()
+    os.environ.update(added)
     try:
         yield
     finally:
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(hidden)
+        for name in added:
+            os.environ.pop(name, None)
+        if main is not None:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(hidden)
 
 
 def _check_alive(workers: list[Any]) -> None:

@@ -7,7 +7,9 @@
 of ``pipeline.run``, requests sent (the HTTP layer's ``REQUEST_TOTALS``), rows per table and
 rows this run loaded, the time and peak memory of each dlt step (extract, normalize, load;
 the resident memory of the process and its worker processes summed, sampled every 20 ms from
-``/proc``), and the process's peak resident memory.
+``/proc``), the peak of their proportional set size (PSS: shared pages split among the processes
+that map them, sampled every 200 ms where ``/proc/<pid>/smaps_rollup`` exists), and the
+process's peak resident memory.
 Running it again on the same files is an incremental run.
 """
 
@@ -36,28 +38,57 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _STATM = Path("/proc/self/statm")
 
 
-def tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and every process below it (worker processes included), in
-    MB: one process's ``ru_maxrss`` would hide what its workers hold."""
-    total_pages = 0
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it (worker processes included)."""
+    found: list[int] = []
     pids = [root]
     while pids:
         pid = pids.pop()
+        found.append(pid)
         try:
-            total_pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
             for task in Path(f"/proc/{pid}/task").iterdir():
                 pids += [int(child) for child in (task / "children").read_text().split()]
         except (OSError, ValueError):  # the process ended while we looked
             continue
+    return found
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of ``root`` and every process below it summed, in MB: one process's
+    ``ru_maxrss`` would hide what its workers hold. Pages the processes share (libraries) count
+    once per process."""
+    total_pages = 0
+    for pid in process_tree(root):
+        try:
+            total_pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
     return total_pages * _PAGE_SIZE / 2**20
+
+
+def tree_pss_mb(root: int) -> float:
+    """Proportional set size of ``root`` and every process below it summed, in MB: each shared
+    page counts once in all, split among the processes that map it."""
+    total_kb = 0
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+                    break
+        except (OSError, ValueError, IndexError):
+            continue
+    return total_kb / 1024
 
 
 class RssSampler:
     """Samples the resident memory of this process and its descendants in a background thread."""
 
-    def __init__(self, interval: float = 0.02) -> None:
+    def __init__(self, interval: float = 0.02, pss_every: int = 10) -> None:
         self.interval = interval
+        self.pss_every = pss_every  # reading smaps_rollup costs more than statm
         self.samples: list[tuple[float, float]] = []
+        self.peak_pss: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -75,8 +106,14 @@ class RssSampler:
 
     def _run(self) -> None:
         pid = os.getpid()
+        read_pss = Path(f"/proc/{pid}/smaps_rollup").exists()
+        count = 0
         while not self._stop.is_set():
             self.samples.append((time.time(), tree_rss_mb(pid)))
+            if read_pss and count % self.pss_every == 0:
+                pss = tree_pss_mb(pid)
+                self.peak_pss = pss if self.peak_pss is None else max(self.peak_pss, pss)
+            count += 1
             self._stop.wait(self.interval)
 
     @property
@@ -192,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": step_figures(pipeline, sampler),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "tree_peak_rss_mb": sampler.peak,
+            "tree_peak_pss_mb": sampler.peak_pss,
         }
     )
     return 0

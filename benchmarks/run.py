@@ -391,6 +391,12 @@ def report_scenario(api: ApiBenchmark, name: str, f: Mapping[str, Any]) -> list[
             + (f"{values['peak_rss_mb']:,.0f} MB" if values["peak_rss_mb"] else "? MB")
             for step, values in heaviest["steps"].items()
         )
+        + (
+            f"; proportional set size (shared library pages counted once, not once per process)"
+            f" {heaviest['tree_peak_pss_mb']:,.0f} MB"
+            if heaviest.get("tree_peak_pss_mb")
+            else ""
+        )
     )
     if f["latency_ms"] > 0:
         out.append(latency_line(f, rounds[-1]["connector"], rate))

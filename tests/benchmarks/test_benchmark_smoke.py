@@ -71,6 +71,8 @@ def test_given_a_tiny_stripe_sandbox_when_benchmarked_then_both_loads_land_every
     assert reference["served_requests"] == reference["requests"]
     assert connector["served_requests"] == connector["requests"]
     assert connector["process_peak_rss_mb"] > 50
+    # shared pages count once in the PSS, once per process in the summed RSS
+    assert 50 < connector["tree_peak_pss_mb"] <= connector["process_peak_rss_mb"]
     assert set(connector["steps"]) == {"extract", "normalize", "load"}
     incremental = throughput["incremental"]
     assert incremental["tables"]["stripe_invoices"] == expected["invoices"]

@@ -43,6 +43,7 @@ import orjson
 
 from benchmarks.apis import API_NAMES, APIS, ApiBenchmark
 from benchmarks.child import REPO_ROOT, BenchmarkError, ChildRun, run_measured, tail
+from invoice_source.memory import system_allocator_environment
 
 THROUGHPUT_GOAL = 1.0
 THROUGHPUT_STRETCH_GOAL = 1.5
@@ -51,6 +52,7 @@ LATENCY_BOUND_GOAL = 1.5
 INCREMENTAL_MAX_REQUESTS = 3
 INCREMENTAL_MAX_SECONDS = 2.0
 SANDBOX_EXIT_TIMEOUT = 30.0
+CONNECTOR_MODULE = "benchmarks.connector"
 
 
 class SandboxProcess:
@@ -259,14 +261,14 @@ class ApiRun:
                 print(f"{title}, round {number}: connector full load...", flush=True)
                 measured["connector"] = self.counted(
                     sandbox,
-                    "benchmarks.connector",
+                    CONNECTOR_MODULE,
                     [*connector_args, *profile_args],
                     log=self.log(f"{name}-connector-{number}"),
                 )
                 figures["rounds"].append(measured)
             print(f"{title}: connector incremental run...", flush=True)
             figures["incremental"] = self.counted(
-                sandbox, "benchmarks.connector", connector_args, log=self.log(f"{name}-incremental")
+                sandbox, CONNECTOR_MODULE, connector_args, log=self.log(f"{name}-incremental")
             )
             print(f"{title}: counting what the sandbox holds...", flush=True)
             figures["expected"] = sandbox.ask("expected")
@@ -277,7 +279,10 @@ class ApiRun:
     ) -> dict[str, Any]:
         """Run a measured child against ``sandbox``; its figures plus the sandbox's count."""
         before = sandbox.stats()
-        run: ChildRun = run_measured(module, args, env=sandbox.env, log_path=log)
+        env = dict(sandbox.env)
+        if module == CONNECTOR_MODULE:  # the process the invoice-sync command would give it
+            env.update(system_allocator_environment())
+        run: ChildRun = run_measured(module, args, env=env, log_path=log)
         served = request_delta(before, sandbox.stats())
         return {
             **run.result,

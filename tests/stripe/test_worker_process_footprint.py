@@ -1,5 +1,5 @@
 """Worker processes start lean: they import neither the parent's main module nor dlt, and
-pyarrow in them uses the system allocator.
+pyarrow in them, as in the ``invoice-sync`` command, uses the system allocator.
 
 Each spawned worker runs its imports again. The main module of a pipeline script or of the CLI
 imports dlt, DuckDB and pyarrow (~50-90 MB per worker); dlt alone is ~30 MB a worker never uses;
@@ -118,3 +118,34 @@ def test_given_a_worker_process_when_it_imports_its_modules_then_module_is_not_l
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert completed.stdout.strip() == "False"
+
+
+COMMAND_PROBE = """
+import sys
+import types
+
+cli = types.ModuleType("invoice_source.cli")  # stands in for the CLI: reports the pool it gets
+cli.main = lambda: print(__import__("pyarrow").default_memory_pool().backend_name) or 0
+sys.modules["invoice_source.cli"] = cli
+from invoice_source.__main__ import main
+
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_given_the_invoice_sync_command_when_it_starts_then_arrow_uses_the_system_allocator(
+    chosen: str | None, expected: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != ARROW_POOL_VARIABLE}
+    if chosen is not None:  # the user's own choice wins
+        env[ARROW_POOL_VARIABLE] = chosen
+    completed = subprocess.run(
+        [sys.executable, "-c", COMMAND_PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert completed.stdout.strip() == expected

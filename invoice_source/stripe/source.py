@@ -53,7 +53,9 @@ __all__ = ["stripe_source", "tagged_tables", "with_table_hints"]
 logger = logging.getLogger("invoice_source.stripe")
 
 
-@dlt.source(name="stripe", max_table_nesting=0)
+# section: dlt takes a source's config section from its module's name, which is "source" here;
+# the keys stay under [sources.stripe] (env SOURCES__STRIPE__*).
+@dlt.source(name="stripe", section="stripe", max_table_nesting=0)
 def stripe_source(
     api_key: str = dlt.secrets.value,
     base_url: str = settings.DEFAULT_BASE_URL,

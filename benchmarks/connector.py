@@ -53,12 +53,11 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
-def tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and every process below it summed, in MB: one process's
-    ``ru_maxrss`` would hide what its workers hold. Pages the processes share (libraries) count
-    once per process."""
+def tree_rss_mb(pids: list[int]) -> float:
+    """Resident memory of ``pids`` summed, in MB: one process's ``ru_maxrss`` would hide what its
+    workers hold. Pages the processes share (libraries) count once per process."""
     total_pages = 0
-    for pid in process_tree(root):
+    for pid in pids:
         try:
             total_pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
         except (OSError, ValueError, IndexError):
@@ -66,11 +65,11 @@ def tree_rss_mb(root: int) -> float:
     return total_pages * _PAGE_SIZE / 2**20
 
 
-def tree_pss_mb(root: int) -> float:
-    """Proportional set size of ``root`` and every process below it summed, in MB: each shared
-    page counts once in all, split among the processes that map it."""
+def tree_pss_mb(pids: list[int]) -> float:
+    """Proportional set size of ``pids`` summed, in MB: each shared page counts once in all,
+    split among the processes that map it."""
     total_kb = 0
-    for pid in process_tree(root):
+    for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
@@ -109,9 +108,10 @@ class RssSampler:
         read_pss = Path(f"/proc/{pid}/smaps_rollup").exists()
         count = 0
         while not self._stop.is_set():
-            self.samples.append((time.time(), tree_rss_mb(pid)))
+            pids = process_tree(pid)
+            self.samples.append((time.time(), tree_rss_mb(pids)))
             if read_pss and count % self.pss_every == 0:
-                pss = tree_pss_mb(pid)
+                pss = tree_pss_mb(pids)
                 self.peak_pss = pss if self.peak_pss is None else max(self.peak_pss, pss)
             count += 1
             self._stop.wait(self.interval)

@@ -233,6 +233,8 @@ class ApiRun:
         ) as sandbox:
             figures["seed_seconds"] = sandbox.seed_seconds
             connector_args: list[str] = []
+            # the connector runs in the process the invoice-sync command would give it
+            connector_env = system_allocator_environment()
             for number in range(1, rounds + 1):
                 run_folder = folder / f"round-{number}"
                 run_folder.mkdir(parents=True, exist_ok=True)
@@ -264,25 +266,35 @@ class ApiRun:
                     CONNECTOR_MODULE,
                     [*connector_args, *profile_args],
                     log=self.log(f"{name}-connector-{number}"),
+                    env=connector_env,
                 )
                 figures["rounds"].append(measured)
             print(f"{title}: connector incremental run...", flush=True)
             figures["incremental"] = self.counted(
-                sandbox, CONNECTOR_MODULE, connector_args, log=self.log(f"{name}-incremental")
+                sandbox,
+                CONNECTOR_MODULE,
+                connector_args,
+                log=self.log(f"{name}-incremental"),
+                env=connector_env,
             )
             print(f"{title}: counting what the sandbox holds...", flush=True)
             figures["expected"] = sandbox.ask("expected")
         return figures
 
     def counted(
-        self, sandbox: SandboxProcess, module: str, args: list[str], *, log: Path
+        self,
+        sandbox: SandboxProcess,
+        module: str,
+        args: list[str],
+        *,
+        log: Path,
+        env: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Run a measured child against ``sandbox``; its figures plus the sandbox's count."""
+        """Run a measured child against ``sandbox`` (its env plus ``env``); its figures plus
+        the sandbox's count."""
         before = sandbox.stats()
-        env = dict(sandbox.env)
-        if module == CONNECTOR_MODULE:  # the process the invoice-sync command would give it
-            env.update(system_allocator_environment())
-        run: ChildRun = run_measured(module, args, env=env, log_path=log)
+        child_env = {**sandbox.env, **(env or {})}
+        run: ChildRun = run_measured(module, args, env=child_env, log_path=log)
         served = request_delta(before, sandbox.stats())
         return {
             **run.result,

@@ -24,11 +24,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dlt
+import pyarrow as pa
 from dlt.sources import DltResource
 
 from invoice_source.columns import column_hints
@@ -188,7 +189,7 @@ class StripeInvoiceSync:
                 window = CreatedWindow(self.start, self.end)
                 logger.info("Stripe backfill of created in %s", _describe(window))
                 yield from self._read_new(window, batch)
-                yield from tagged_tables(batch)
+                yield from tagged_tables(batch.take_tables())
                 return
             cursor: int | None = state.get("created_cursor")
             if cursor is None:
@@ -197,7 +198,7 @@ class StripeInvoiceSync:
                 window = CreatedWindow(max(cursor - self.overlap, 0), started_at + 1)
                 yield from self._read_changes(state, window, batch, started_at)
             newest = yield from self._read_new(window, batch)
-            yield from tagged_tables(batch)
+            yield from tagged_tables(batch.take_tables())
             state["created_cursor"] = max(filter(None, (cursor, newest)), default=None)
             state["events_cursor"] = started_at
             state["last_run_at"] = started_at
@@ -231,7 +232,7 @@ class StripeInvoiceSync:
             )
             window = CreatedWindow(window.start, oldest + 1)
             if self._long_history(first.invoices, window):
-                yield from tagged_tables(batch)
+                yield from tagged_tables(batch.take_tables())
                 processes = ProcessInvoiceReader(
                     self.client, self._worker_spec(batch.synced_at), processes=self.worker_processes
                 )
@@ -240,8 +241,7 @@ class StripeInvoiceSync:
                     _describe(window),
                     self.worker_processes,
                 )
-                for name, table in processes.read(window, exclude_ids):
-                    yield dlt.mark.with_table_name(table, name)
+                yield from tagged_tables(processes.read(window, exclude_ids))
                 return max(filter(None, (newest, processes.result.newest_created)), default=None)
         reader = ConcurrentInvoiceReader(
             self.client, max_workers=self.max_workers, page_size=self.page_size
@@ -250,7 +250,7 @@ class StripeInvoiceSync:
             newest = _newest(page.invoices, newest)
             batch.add_page(page)
             if batch.invoice_count >= BATCH_INVOICES:
-                yield from tagged_tables(batch)
+                yield from tagged_tables(batch.take_tables())
         return newest
 
     def _first_page(self, window: CreatedWindow) -> InvoicePage:
@@ -331,7 +331,7 @@ class StripeInvoiceSync:
                     lines = None if deleted else self.client.complete_lines(invoice)
                     batch.add_invoice(invoice, lines)
                     if batch.invoice_count >= BATCH_INVOICES:
-                        yield from tagged_tables(batch)
+                        yield from tagged_tables(batch.take_tables())
                 logger.info("Stripe: %d invoices changed since the last run", len(snapshots))
                 return
         reread = CreatedWindow(max(started_at - self.reread_seconds, 0), window.start)
@@ -363,9 +363,9 @@ class StripeInvoiceSync:
         return snapshots
 
 
-def tagged_tables(batch: TableBatch) -> Iterator[Any]:
-    """The batch's rows as pyarrow tables tagged with their table names, for dlt."""
-    for name, table in batch.take_tables():
+def tagged_tables(tables: Iterable[tuple[str, pa.Table]]) -> Iterator[Any]:
+    """``(table name, pyarrow table)`` pairs as dlt items tagged with their table names."""
+    for name, table in tables:
         yield dlt.mark.with_table_name(table, name)
 
 

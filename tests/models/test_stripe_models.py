@@ -141,7 +141,7 @@ def loaded(destination_pipeline: dlt.Pipeline) -> Iterator[dlt.Pipeline]:
         batch = TableBatch(CREATED)
         for item in FIXTURE:
             batch.add_invoice(item, item["lines"]["data"])
-        yield from tagged_tables(batch)
+        yield from tagged_tables(batch.take_tables())
 
     resource = with_table_hints(dlt.resource(fixture_invoices, name="stripe_invoices"))
     destination_pipeline.run(resource)

@@ -64,7 +64,7 @@ def test_given_a_new_numeric_field_null_for_the_first_invoices_when_loaded_then_
         batch = TableBatch(synced_at=1_767_225_600)
         for number in range(nulls + 3):
             batch.add_invoice(invoice(number, rebate_count=None if number < nulls else number), [])
-        yield from tagged_tables(batch)
+        yield from tagged_tables(batch.take_tables())
 
     pipeline = dlt.pipeline(
         pipeline_name="late_numbers",

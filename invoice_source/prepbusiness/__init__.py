@@ -27,7 +27,8 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from invoice_source import money
-from invoice_source.columns import Column, TableBuilder, column_hints, null_columns_as_text
+from invoice_source.arrow import null_columns_as_text, table_from_columns
+from invoice_source.columns import Column, TableBuilder, column_hints
 from invoice_source.errors import ApiError, ConfigurationError
 from invoice_source.prepbusiness import settings
 from invoice_source.prepbusiness.client import (
@@ -338,7 +339,7 @@ class PrepBusinessInvoiceSync:
 
     def _flush(self) -> Iterator[pa.Table]:
         if self._builder.row_count:
-            yield null_columns_as_text(self._builder.take_arrow())
+            yield null_columns_as_text(table_from_columns(self._builder.take_columns()))
 
     def _save_tracking(self, scope: dict[str, Any]) -> None:
         """Keep the ids of loaded invoices that may still change; forget the final ones and the

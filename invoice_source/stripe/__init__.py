@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["StripeClient", "TableBatch", "stripe_source", "with_table_hints"]
 
 if TYPE_CHECKING:
-    from invoice_source.stripe.batch import TableBatch
     from invoice_source.stripe.client import StripeClient
     from invoice_source.stripe.source import stripe_source, with_table_hints
+    from invoice_source.stripe.tables import TableBatch
 
 _HOMES = {
     "StripeClient": "invoice_source.stripe.client",
-    "TableBatch": "invoice_source.stripe.batch",
+    "TableBatch": "invoice_source.stripe.tables",
     "stripe_source": "invoice_source.stripe.source",
     "with_table_hints": "invoice_source.stripe.source",
 }

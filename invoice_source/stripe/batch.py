@@ -1,13 +1,16 @@
-"""Rows of the four Stripe tables, gathered page by page into pyarrow tables."""
+"""Rows of the four Stripe tables, gathered page by page into columns.
+
+Plain Python: Stripe's worker processes gather rows with it and import no pyarrow (~55 MB per
+process); the run's own process makes Arrow tables of the columns
+(:mod:`invoice_source.stripe.tables`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import pyarrow as pa
-
-from invoice_source.columns import Column, TableBuilder, null_columns_as_text
+from invoice_source.columns import Column, ColumnValues, TableBuilder
 from invoice_source.stripe import settings
 from invoice_source.stripe.client import Invoice
 from invoice_source.stripe.reader import InvoicePage
@@ -20,16 +23,14 @@ from invoice_source.stripe.shapes import (
     line_rows,
 )
 
-# Invoices gathered before a batch of tables is handed on: few enough dlt items (dlt checks every
-# item's schema), small enough that the run's own process holds little on top of dlt's own
-# buffer (dlt writes parquet every 5,000 rows, whatever the item size): 500 instead of 2,000 was
-# ~10 MB less at the same speed.
-BATCH_INVOICES = 500
-# Invoices kept as Python rows before they become Arrow: rows keep the parsed JSON alive, and
+# Invoices kept as Python rows before they become columns: rows keep the parsed JSON alive, and
 # Python's allocator keeps the memory of its peak for the rest of the run (freed objects leave
-# its 1 MiB arenas partly used), so this bounds what the whole run holds. Arrow pieces are
-# compact and are joined into one table per batch.
+# its 1 MiB arenas partly used), so this bounds what the whole run holds. Columns hold only the
+# values (JSON as text) and become Arrow as soon as they reach the run's own process.
 ROWS_INVOICES = 50
+
+# One table's rows as columns: what a worker process sends and the run's own process converts.
+Piece = tuple[str, list[ColumnValues]]
 
 CHILD_TABLES: dict[str, list[Column]] = {
     settings.TABLE_LINE_ITEMS: LINE_ITEM_COLUMNS,
@@ -43,21 +44,22 @@ CHILD_KEYS: dict[str, Sequence[str]] = {
 }
 
 
-class TableBatch:
-    """Rows of the four tables, gathered until they are worth handing to dlt: as Python rows
-    for up to ``ROWS_INVOICES`` invoices, then as Arrow pieces."""
+class RowBatch:
+    """Rows of the four tables, cut into :data:`Piece` columns every ``ROWS_INVOICES``
+    invoices."""
 
     def __init__(self, synced_at: int) -> None:
         self.synced_at = synced_at
-        self.pieces = ArrowPieces()
         self.invoices = TableBuilder(INVOICE_COLUMNS)
         self.children = {table: TableBuilder(columns) for table, columns in CHILD_TABLES.items()}
+        self.pieces: list[Piece] = []
+        self.piece_invoices = 0
         self.row_invoices = 0
 
     @property
     def invoice_count(self) -> int:
-        """Invoices gathered since the batch was last taken."""
-        return self.pieces.invoices + self.row_invoices
+        """Invoices gathered since the pieces were last taken."""
+        return self.piece_invoices + self.row_invoices
 
     def add_page(self, page: InvoicePage) -> None:
         """Add a page of invoices; lines come from ``page.lines`` or the embedded list."""
@@ -81,45 +83,22 @@ class TableBatch:
             self.children[settings.TABLE_LINE_DISCOUNTS].extend(discounts)
             self.children[settings.TABLE_LINE_TAXES].extend(taxes)
         if self.row_invoices >= ROWS_INVOICES:
-            self._rows_to_arrow()
+            self._cut()
 
-    def _rows_to_arrow(self) -> None:
+    def take_pieces(self, *, all_rows: bool = True) -> list[Piece]:
+        """The pieces cut so far (with ``all_rows``, the rows not cut yet as well), and a fresh
+        batch. Tables without rows are left out."""
+        if all_rows:
+            self._cut()
+        pieces, self.pieces, self.piece_invoices = self.pieces, [], 0
+        return pieces
+
+    def _cut(self) -> None:
         if self.row_invoices == 0:
             return
-        self.pieces.add(settings.TABLE_INVOICES, self.invoices.take_arrow())
+        self.pieces.append((settings.TABLE_INVOICES, self.invoices.take_columns()))
         for name, builder in self.children.items():
-            self.pieces.add(name, builder.take_arrow())
+            if builder.row_count:
+                self.pieces.append((name, builder.take_columns()))
+        self.piece_invoices += self.row_invoices
         self.row_invoices = 0
-
-    def take_tables(self) -> list[tuple[str, pa.Table]]:
-        """The gathered rows as ``(table name, pyarrow table)`` pairs (empty tables left out),
-        and a fresh batch."""
-        self._rows_to_arrow()
-        return list(self.pieces.take())
-
-
-class ArrowPieces:
-    """Arrow tables gathered per table name and handed on joined: dlt checks the hints of every
-    item it is given (~20 ms each), so fewer, larger tables cost less."""
-
-    def __init__(self) -> None:
-        self._tables: dict[str, list[pa.Table]] = {}
-        self.invoices = 0
-
-    def add(self, name: str, table: pa.Table) -> None:
-        """Keep ``table`` (empty ones are dropped) for ``name``."""
-        if name == settings.TABLE_INVOICES:
-            self.invoices += table.num_rows
-        if table.num_rows:
-            self._tables.setdefault(name, []).append(table)
-
-    def take(self) -> Iterator[tuple[str, pa.Table]]:
-        """``(name, table)`` per table name, pieces joined, and start over. A column still
-        typed null (no piece had a value) becomes text, as dlt cannot type it."""
-        tables, self._tables, self.invoices = self._tables, {}, 0
-        for name, pieces in tables.items():
-            try:
-                joined = [pa.concat_tables(pieces, promote_options="default")]
-            except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column changed type between pieces
-                joined = pieces
-            yield from ((name, null_columns_as_text(table)) for table in joined)

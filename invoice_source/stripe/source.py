@@ -36,17 +36,13 @@ from invoice_source.columns import column_hints
 from invoice_source.errors import AuthenticationError, ConfigurationError, NotFoundError
 from invoice_source.memory import release_free_memory
 from invoice_source.stripe import settings
-from invoice_source.stripe.batch import (
-    BATCH_INVOICES,
-    CHILD_KEYS,
-    CHILD_TABLES,
-    ROWS_INVOICES,
-    TableBatch,
-)
+from invoice_source.stripe.batch import CHILD_KEYS, CHILD_TABLES, ROWS_INVOICES
 from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient
-from invoice_source.stripe.processes import ProcessInvoiceReader, WorkerSpec
+from invoice_source.stripe.processes import ProcessInvoiceReader
 from invoice_source.stripe.reader import ConcurrentInvoiceReader, InvoicePage
 from invoice_source.stripe.shapes import INVOICE_COLUMNS
+from invoice_source.stripe.tables import BATCH_INVOICES, TableBatch
+from invoice_source.stripe.worker import WorkerSpec
 from invoice_source.windows import parse_window
 
 __all__ = ["stripe_source", "tagged_tables", "with_table_hints"]

@@ -16,8 +16,8 @@ import pytest
 from invoice_source.models import run_models
 from invoice_source.models.reports import REPORTS, format_report, read_report
 from invoice_source.models.testing import check_models
-from invoice_source.stripe.batch import TableBatch
 from invoice_source.stripe.source import tagged_tables, with_table_hints
+from invoice_source.stripe.tables import TableBatch
 
 SQL = Callable[[str], list[tuple[Any, ...]]]
 CREATED = 1_767_225_600  # 2026-01-01T00:00:00Z

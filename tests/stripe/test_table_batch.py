@@ -12,8 +12,9 @@ import pyarrow as pa
 
 from invoice_source.destinations import duckdb_destination
 from invoice_source.stripe import settings
-from invoice_source.stripe.batch import ROWS_INVOICES, TableBatch
+from invoice_source.stripe.batch import ROWS_INVOICES
 from invoice_source.stripe.source import tagged_tables, with_table_hints
+from invoice_source.stripe.tables import TableBatch
 
 
 def invoice(number: int, **extra: Any) -> dict[str, Any]:

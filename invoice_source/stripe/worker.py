@@ -1,0 +1,171 @@
+"""A Stripe worker process: reads the ``created`` ranges its parent hands out and sends the
+rows back as columns (see :mod:`invoice_source.stripe.processes`, the parent's side).
+
+It imports no pyarrow and no dlt: Python, httpx and orjson, ~30 MB before it reads anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import pickle
+import queue
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from invoice_source import http
+from invoice_source.errors import InvoiceSyncError
+from invoice_source.redaction import redact
+from invoice_source.stripe.batch import RowBatch
+from invoice_source.stripe.client import CreatedWindow, StripeClient
+from invoice_source.stripe.reader import ConcurrentInvoiceReader
+
+# How often a waiting worker checks that its parent is alive (the parent polls its workers too).
+POLL_SECONDS = 0.5
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker process needs to read ranges on its own: picklable, secrets included."""
+
+    client_kwargs: dict[str, Any] = field(repr=False)  # the API key among them
+    threads: int
+    page_size: int
+    synced_at: int
+    batch_invoices: int  # invoices per message a worker sends (small: the queue holds several)
+    log_level: int
+    yield_invoices: int  # invoices per table the parent hands to dlt
+
+
+class _IdleWorkers:
+    """A worker's view of the others: hands the older half of a range to an idle one."""
+
+    def __init__(self, outbox: _Outbox, idle: Any) -> None:
+        self._outbox = outbox
+        self._idle = idle
+
+    def spare(self) -> bool:
+        return bool(self._idle.value > 0)
+
+    def claim(self, window: CreatedWindow, exclude_ids: frozenset[str]) -> bool:
+        with self._idle.get_lock():
+            if self._idle.value <= 0:
+                return False
+            self._idle.value -= 1
+        self._outbox.send(("split", window, exclude_ids))
+        return True
+
+
+class _Outbox:
+    """Sends messages to the parent; exits the worker if the parent has gone."""
+
+    def __init__(self, results: Any, parent_pid: int) -> None:
+        self._results = results
+        self._parent_pid = parent_pid
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        while True:
+            try:
+                self._results.put(message, timeout=POLL_SECONDS)
+                return
+            except queue.Full:
+                self.exit_if_orphaned()
+
+    def exit_if_orphaned(self) -> None:
+        if os.getppid() != self._parent_pid:
+            os._exit(1)
+
+
+class _ForwardLogs(logging.Handler):
+    """Sends a worker's log records to the parent, message formatted, arguments dropped."""
+
+    def __init__(self, outbox: _Outbox) -> None:
+        super().__init__()
+        self._outbox = outbox
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.msg = record.getMessage()
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        self._outbox.send(("log", record))
+
+
+def work(
+    spec: WorkerSpec, next_slot: Any, tasks: Any, results: Any, idle: Any, parent_pid: int
+) -> None:
+    """A worker process: read the ranges the parent hands out until it says stop."""
+    _die_with_parent()
+    outbox = _Outbox(results, parent_pid)
+    outbox.exit_if_orphaned()  # the parent may have died before the kernel was told to kill us
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardLogs(outbox)]
+    root.setLevel(logging.WARNING)  # other libraries' chatter (httpx per request) stays here
+    logging.getLogger("invoice_source").setLevel(spec.log_level)
+    client = StripeClient(
+        **spec.client_kwargs,
+        rate_limiter=http.SharedRateLimiter(spec.client_kwargs["requests_per_second"], next_slot),
+    )
+    reported = 0
+
+    def new_requests() -> int:
+        nonlocal reported
+        count = client.request_count - reported
+        reported += count
+        return count
+
+    hand_off = _IdleWorkers(outbox, idle)
+    try:
+        while True:
+            try:
+                task = tasks.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                outbox.exit_if_orphaned()
+                continue
+            if task is None:
+                return
+            window, exclude_ids = task
+            reader = ConcurrentInvoiceReader(
+                client, max_workers=spec.threads, page_size=spec.page_size, hand_off=hand_off
+            )
+            batch = RowBatch(spec.synced_at)
+            newest: int | None = None
+            invoices = 0
+            for page in reader.read(window, exclude_ids):
+                outbox.exit_if_orphaned()
+                for invoice in page.invoices:
+                    created = int(invoice["created"])
+                    newest = created if newest is None else max(newest, created)
+                invoices += len(page.invoices)
+                batch.add_page(page)
+                if batch.invoice_count >= spec.batch_invoices:
+                    outbox.send(("columns", batch.take_pieces(), new_requests()))
+            outbox.send(("columns", batch.take_pieces(), new_requests()))
+            outbox.send(("done", newest, invoices, new_requests()))
+    except BaseException as exc:  # the parent re-raises it
+        outbox.send(("error", _picklable(exc), new_requests()))
+    finally:
+        client.close()
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker the moment its parent dies (even blocked in a
+    request); elsewhere the worker notices at its next poll or send."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    """``exc`` itself when it survives pickling, else an error with its (masked) message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return InvoiceSyncError(redact(f"{type(exc).__name__}: {exc}"))
+    return exc

@@ -51,6 +51,7 @@ class ProcessReadResult:
 
     newest_created: int | None = None
     invoices: int = 0
+    workers_started: int = 0
 
 
 class ProcessInvoiceReader:
@@ -72,21 +73,25 @@ class ProcessInvoiceReader:
         results: Any = context.Queue(maxsize=self.processes * 4)
         idle: Any = context.Value("i", self.processes - 1)
         next_slot: Any = context.Value("d", 0.0)
-        workers = [
-            context.Process(
+        workers: list[Any] = []
+
+        def start_worker() -> None:
+            worker = context.Process(
                 target=work,
                 args=(self.spec, next_slot, tasks, results, idle, os.getpid()),
-                name=f"stripe-reader-{number}",
+                name=f"stripe-reader-{self.result.workers_started}",
                 daemon=True,
             )
-            for number in range(self.processes)
-        ]
+            with _lean_start():
+                worker.start()
+            workers.append(worker)
+            self.result.workers_started += 1
+
         pending = 1
         gathered = ArrowPieces()
         try:
-            with _lean_start():
-                for worker in workers:
-                    worker.start()
+            for _ in range(self.processes):
+                start_worker()
             tasks.put((window, exclude_ids))
             while pending:
                 try:
@@ -111,6 +116,14 @@ class ProcessInvoiceReader:
                     pending -= 1
                     with idle.get_lock():
                         idle.value += 1
+                elif kind == "retired":  # a fresh process takes over what it gave back
+                    _, name, gave_back = message
+                    _retire(workers, name)
+                    logger.info("Stripe: worker process %s retired; a fresh one takes over", name)
+                    if gave_back:  # the new worker is busy at once, not idle
+                        with idle.get_lock():
+                            idle.value -= 1
+                    start_worker()
                 elif kind == "log":
                     record: logging.LogRecord = message[1]
                     target = logging.getLogger(record.name)
@@ -158,9 +171,18 @@ def _lean_start() -> Iterator[None]:
             main.__dict__.update(hidden)
 
 
+def _retire(workers: list[Any], name: str) -> None:
+    """Let the worker called ``name``, which has given its work back, exit."""
+    worker = next(worker for worker in workers if worker.name == name)
+    worker.join(timeout=_STOP_SECONDS)
+    if worker.is_alive():
+        worker.terminate()
+    workers.remove(worker)
+
+
 def _check_alive(workers: list[Any]) -> None:
     for worker in workers:
-        if worker.exitcode is not None:
+        if worker.exitcode not in (None, 0):  # 0: retired, its message on the way
             raise InvoiceSyncError(
                 f"Stripe reader process {worker.name} stopped unexpectedly (exit code"
                 f" {worker.exitcode}); nothing of this run was loaded, run again"

@@ -44,6 +44,12 @@ class HandOff(Protocol):
     def claim(self, window: CreatedWindow, exclude_ids: frozenset[str]) -> bool:
         """Take ``window`` (less ``exclude_ids``) over if a reader is idle; False leaves it here."""
 
+    def retiring(self) -> bool:
+        """Whether this reader should stop and give back what it has not read yet."""
+
+    def give_back(self, window: CreatedWindow, exclude_ids: frozenset[str]) -> None:
+        """Take ``window`` (less ``exclude_ids``) over: this reader will not read it."""
+
 
 _DONE = object()
 _Pending = tuple[InvoicePage, list[tuple[Invoice, "Future[list[dict[str, Any]]]"]]]
@@ -113,6 +119,8 @@ class ConcurrentInvoiceReader:
                 self._put(_DONE)
 
     def _read_window(self, window: CreatedWindow, exclude_ids: frozenset[str]) -> None:
+        if self._give_back(window, exclude_ids):
+            return
         pages = self.client.iter_invoice_pages(window, page_size=self.page_size)
         boundary: tuple[int, set[str]] | None = None  # oldest created so far, ids read at it
         previous: _Pending | None = None  # a page whose line requests are still in flight
@@ -139,6 +147,10 @@ class ConcurrentInvoiceReader:
                     )
                     boundary = (oldest, set(inherited))
                 boundary[1].update(inv["id"] for inv in listed if int(inv["created"]) == oldest)
+                if len(listed) == self.page_size and self._give_back(
+                    CreatedWindow(window.start, oldest + 1), frozenset(boundary[1])
+                ):
+                    break
                 if self._should_split(window, listed):
                     self._split(window, oldest, frozenset(boundary[1]))
                     break
@@ -158,6 +170,14 @@ class ConcurrentInvoiceReader:
             page.lines[invoice["id"]] = future.result()
         if page.invoices:
             self._put(page)
+
+    def _give_back(self, rest: CreatedWindow, exclude_ids: frozenset[str]) -> bool:
+        """Hand ``rest`` to the hand-off when this reader is retiring (the newer pages already
+        read stay read: ``exclude_ids`` names those at ``rest``'s last second)."""
+        if self.hand_off is None or rest.start is None or not self.hand_off.retiring():
+            return False
+        self.hand_off.give_back(rest, exclude_ids)
+        return True
 
     def _should_split(self, window: CreatedWindow, listed: list[Invoice]) -> bool:
         """Split while a worker is free and the page was full (more pages are likely)."""

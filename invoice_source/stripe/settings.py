@@ -28,6 +28,10 @@ DEFAULT_WORKER_PROCESSES: Final = 2
 # A window estimated to hold fewer invoices than this is read by threads in the run's own
 # process: starting worker processes costs about a second.
 PROCESS_MIN_INVOICES: Final = 20_000
+# A worker process hands what it has not read to a fresh process after this many invoices:
+# Python's allocator fragments through a long read, so a worker that lived for a million
+# invoices would hold ~20 MB more than one that read 50,000. Starting one costs ~0.3 s.
+WORKER_RETIRE_INVOICES: Final = 50_000
 # Invoices created within this many seconds before the saved cursor are read again on the next
 # run: a cushion against invoices committed late at the boundary; the merge absorbs the overlap.
 DEFAULT_CREATED_OVERLAP_SECONDS: Final = 300

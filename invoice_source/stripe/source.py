@@ -66,6 +66,7 @@ def stripe_source(
     max_workers: int = settings.DEFAULT_MAX_WORKERS,
     worker_processes: int = settings.DEFAULT_WORKER_PROCESSES,
     worker_processes_min_invoices: int = settings.PROCESS_MIN_INVOICES,
+    worker_retire_invoices: int = settings.WORKER_RETIRE_INVOICES,
     requests_per_second: float | None = None,
     page_size: int = settings.MAX_PAGE_SIZE,
     created_overlap_seconds: int = settings.DEFAULT_CREATED_OVERLAP_SECONDS,
@@ -79,8 +80,9 @@ def stripe_source(
     reads through the Appgregator proxy (``x-api-key`` plus ``appgregator_name`` and
     ``appgregator_connection_name`` on every request). A window estimated to hold at least
     ``worker_processes_min_invoices`` invoices is read by ``worker_processes`` processes
-    (``max_workers`` threads shared among them); ``worker_processes=1`` keeps every read in the
-    run's own process.
+    (``max_workers`` threads shared among them), each replaced by a fresh process after
+    ``worker_retire_invoices`` invoices (0: never); ``worker_processes=1`` keeps every read in
+    the run's own process.
     """
     if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
         raise ConfigurationError(
@@ -106,6 +108,7 @@ def stripe_source(
         max_workers=max_workers,
         worker_processes=worker_processes,
         worker_processes_min_invoices=worker_processes_min_invoices,
+        worker_retire_invoices=worker_retire_invoices,
         page_size=page_size,
         created_overlap_seconds=created_overlap_seconds,
         reread_window_days=reread_window_days,
@@ -154,6 +157,7 @@ class StripeInvoiceSync:
         max_workers: int,
         worker_processes: int,
         worker_processes_min_invoices: int,
+        worker_retire_invoices: int,
         page_size: int,
         created_overlap_seconds: int,
         reread_window_days: int,
@@ -165,6 +169,7 @@ class StripeInvoiceSync:
         self.max_workers = max_workers
         self.worker_processes = worker_processes
         self.worker_processes_min_invoices = worker_processes_min_invoices
+        self.worker_retire_invoices = worker_retire_invoices
         self.page_size = page_size
         self.overlap = created_overlap_seconds
         self.reread_seconds = reread_window_days * 86_400
@@ -295,6 +300,7 @@ class StripeInvoiceSync:
             batch_invoices=ROWS_INVOICES,
             yield_invoices=BATCH_INVOICES,
             log_level=logging.getLogger("invoice_source").getEffectiveLevel(),
+            retire_invoices=max(0, self.worker_retire_invoices),
         )
 
     def _read_changes(

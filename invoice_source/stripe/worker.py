@@ -14,7 +14,9 @@ import pickle
 import queue
 import signal
 import sys
+import threading
 from dataclasses import dataclass, field
+from multiprocessing import current_process
 from typing import Any
 
 from invoice_source import http
@@ -40,14 +42,20 @@ class WorkerSpec:
     batch_invoices: int  # invoices per message a worker sends (small: the queue holds several)
     log_level: int
     yield_invoices: int  # invoices per table the parent hands to dlt
+    # After this many invoices a worker gives back what it has not read and exits, and a fresh
+    # process takes over: Python's allocator fragments through a long read (0: never).
+    retire_invoices: int = 0
 
 
 class _IdleWorkers:
-    """A worker's view of the others: hands the older half of a range to an idle one."""
+    """A worker's view of the others: hands the older half of a range to an idle one, and
+    everything it has not read yet to them once this worker retires."""
 
     def __init__(self, outbox: _Outbox, idle: Any) -> None:
         self._outbox = outbox
         self._idle = idle
+        self.retire = threading.Event()
+        self.gave_back = False
 
     def spare(self) -> bool:
         return bool(self._idle.value > 0)
@@ -59,6 +67,13 @@ class _IdleWorkers:
             self._idle.value -= 1
         self._outbox.send(("split", window, exclude_ids))
         return True
+
+    def retiring(self) -> bool:
+        return self.retire.is_set()
+
+    def give_back(self, window: CreatedWindow, exclude_ids: frozenset[str]) -> None:
+        self.gave_back = True
+        self._outbox.send(("split", window, exclude_ids))
 
 
 class _Outbox:
@@ -99,7 +114,8 @@ class _ForwardLogs(logging.Handler):
 def work(
     spec: WorkerSpec, next_slot: Any, tasks: Any, results: Any, idle: Any, parent_pid: int
 ) -> None:
-    """A worker process: read the ranges the parent hands out until it says stop."""
+    """A worker process: read the ranges the parent hands out until it says stop, or until it
+    has read ``spec.retire_invoices`` and gives the rest back."""
     _die_with_parent()
     outbox = _Outbox(results, parent_pid)
     outbox.exit_if_orphaned()  # the parent may have died before the kernel was told to kill us
@@ -120,8 +136,9 @@ def work(
         return count
 
     hand_off = _IdleWorkers(outbox, idle)
+    read_here = 0
     try:
-        while True:
+        while not hand_off.retiring():
             try:
                 task = tasks.get(timeout=POLL_SECONDS)
             except queue.Empty:
@@ -142,11 +159,15 @@ def work(
                     created = int(invoice["created"])
                     newest = created if newest is None else max(newest, created)
                 invoices += len(page.invoices)
+                if spec.retire_invoices and read_here + invoices >= spec.retire_invoices:
+                    hand_off.retire.set()
                 batch.add_page(page)
                 if batch.invoice_count >= spec.batch_invoices:
                     outbox.send(("columns", batch.take_pieces(), new_requests()))
             outbox.send(("columns", batch.take_pieces(), new_requests()))
             outbox.send(("done", newest, invoices, new_requests()))
+            read_here += invoices
+        outbox.send(("retired", current_process().name, hand_off.gave_back))
     except BaseException as exc:  # the parent re-raises it
         outbox.send(("error", _picklable(exc), new_requests()))
     finally:

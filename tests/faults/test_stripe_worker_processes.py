@@ -89,6 +89,27 @@ def test_given_a_long_history_when_read_by_worker_processes_then_every_invoice_a
     assert stripe_cursor(dict(result.pipeline.state)) == newest
 
 
+def test_given_workers_retiring_every_few_pages_when_a_history_is_read_then_fresh_ones_finish_it(
+    stripe_app: ScriptedStripeApp,
+    sync: Sync,
+    duckdb_path: Path,
+    stripe_log: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCES__STRIPE__WORKER_RETIRE_INVOICES", "30")
+    long_invoices(stripe_app)
+    stripe_app.reset_log()
+
+    result = sync()
+
+    retired = [message for message in stripe_log if "retired" in message]
+    assert len(retired) >= 2, stripe_log
+    assert_stripe_landed_exactly(stripe_app, duckdb_path)
+    extracted = result.pipeline.last_trace.last_normalize_info.row_counts["stripe_invoices"]
+    assert extracted == len(stripe_app.invoice_ids()), "an invoice given back was read twice"
+    assert result.sources[0].requests == len(stripe_app.requests)
+
+
 def test_given_the_cli_log_levels_when_workers_read_then_only_invoice_source_records_come_back(
     stripe_app: ScriptedStripeApp, sync: Sync, duckdb_path: Path
 ) -> None:

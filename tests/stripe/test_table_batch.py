@@ -1,9 +1,12 @@
 """TableBatch turns rows into Arrow every ROWS_INVOICES invoices (Python rows pin memory) and
-hands dlt one table per name per batch."""
+hands dlt one table per name per batch; RowBatch's columns (what worker processes send) keep
+every value, odd types included."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,9 @@ import pyarrow as pa
 
 from invoice_source.destinations import duckdb_destination
 from invoice_source.stripe import settings
-from invoice_source.stripe.batch import ROWS_INVOICES
+from invoice_source.stripe.batch import ROWS_INVOICES, RowBatch
 from invoice_source.stripe.source import tagged_tables, with_table_hints
-from invoice_source.stripe.tables import TableBatch
+from invoice_source.stripe.tables import ArrowPieces, TableBatch
 
 
 def invoice(number: int, **extra: Any) -> dict[str, Any]:
@@ -92,3 +95,26 @@ def test_given_a_new_field_that_is_always_null_when_taken_then_it_is_kept_as_tex
 
     assert invoices.schema.field("closing_note").type == pa.string()
     assert invoices.column("closing_note").null_count == ROWS_INVOICES + 1
+
+
+def test_given_a_type_change_when_rows_cross_processes_then_odd_values_land_in_variants() -> None:
+    rows = RowBatch(synced_at=1_767_225_600)
+    due = [1_767_312_000, "next week", None]
+    amounts = [100, "12.50", 300]
+    for number in range(3):
+        rows.add_invoice(invoice(number, due_date=due[number], amount_due=amounts[number]), [])
+    pieces = pickle.loads(pickle.dumps(rows.take_pieces()))  # as a worker process sends them
+    gathered = ArrowPieces()
+
+    gathered.add_all(pieces)
+    invoices = dict(gathered.take())[settings.TABLE_INVOICES]
+
+    assert invoices.column("amount_due").to_pylist() == [100, None, 300]
+    assert invoices.column("amount_due__v_text").to_pylist() == [None, "12.50", None]
+    assert invoices.column("due_date").to_pylist() == [
+        datetime(2026, 1, 2, tzinfo=timezone.utc),
+        None,
+        None,
+    ]
+    assert invoices.column("due_date__v_text").to_pylist() == [None, "next week", None]
+    assert invoices.column("synced_at").type == pa.timestamp("us", tz="UTC")

@@ -25,6 +25,10 @@ from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient
 
 # A range shorter than this is never split: its pages are read one after another.
 MIN_SPLIT_SECONDS = 3600
+# Finished pages waiting for the consumer. A decoded page of 100 invoices holds ~7.5 MB of
+# Python objects, and each reading thread holds one or two more while it waits: one waiting page
+# kept the speed of four (the consumer is what is busy) at ~8 MB less per worker process.
+QUEUED_PAGES = 1
 
 
 @dataclass
@@ -70,7 +74,7 @@ class ConcurrentInvoiceReader:
         self.max_workers = max(1, max_workers)
         self.page_size = page_size
         self.hand_off = hand_off
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=self.max_workers * 2)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUED_PAGES)
         self._lock = threading.Lock()
         self._pending = 0
         self._cancelled = threading.Event()

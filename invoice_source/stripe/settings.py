@@ -29,9 +29,9 @@ DEFAULT_WORKER_PROCESSES: Final = 2
 # process: starting worker processes costs about a second.
 PROCESS_MIN_INVOICES: Final = 20_000
 # A worker process hands what it has not read to a fresh process after this many invoices:
-# Python's allocator fragments through a long read, so a worker that lived for a million
-# invoices would hold ~20 MB more than one that read 50,000. Starting one costs ~0.3 s.
-WORKER_RETIRE_INVOICES: Final = 50_000
+# Python's allocator fragments through a long read (a worker grows ~20 MB per 50,000 invoices
+# after its first few thousand). Starting one costs ~0.3 s.
+WORKER_RETIRE_INVOICES: Final = 25_000
 # Invoices created within this many seconds before the saved cursor are read again on the next
 # run: a cushion against invoices committed late at the boundary; the merge absorbs the overlap.
 DEFAULT_CREATED_OVERLAP_SECONDS: Final = 300

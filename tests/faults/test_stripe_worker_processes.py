@@ -105,7 +105,9 @@ def test_given_workers_retiring_every_few_pages_when_a_history_is_read_then_fres
     retired = [message for message in stripe_log if "retired" in message]
     assert len(retired) >= 2, stripe_log
     assert_stripe_landed_exactly(stripe_app, duckdb_path)
-    extracted = result.pipeline.last_trace.last_normalize_info.row_counts["stripe_invoices"]
+    trace = result.pipeline.last_trace
+    assert trace is not None and trace.last_normalize_info is not None
+    extracted = trace.last_normalize_info.row_counts["stripe_invoices"]
     assert extracted == len(stripe_app.invoice_ids()), "an invoice given back was read twice"
     assert result.sources[0].requests == len(stripe_app.requests)
 

@@ -3,13 +3,12 @@ everything.
 
 A read leaves freed memory behind in the allocators' pools: pyarrow's default (mimalloc) keeps
 what its tables held, and glibc's malloc keeps an arena per reader thread. The process would
-carry that into dlt's load step, where DuckDB needs its own; at 100k Stripe invoices it was
-~75 MB. The processes the connector owns (the ``invoice-sync`` command and Stripe's worker
-processes) start with the system allocator as pyarrow's pool instead, which returns freed pages
-as it goes: at 100k Stripe invoices ~15-20 MB less per worker process and ~25 MB less in the
-run's own, at no measurable cost in speed. A library must not choose its host's allocator, so a
-pipeline script that calls the sources itself keeps pyarrow's default unless its environment sets
-``ARROW_DEFAULT_MEMORY_POOL=system``.
+carry that into dlt's load step, where DuckDB needs its own; at 100k Stripe invoices it was ~75
+MB. The ``invoice-sync`` command starts with the system allocator as pyarrow's pool instead,
+which returns freed pages as it goes: at 100k Stripe invoices ~25 MB less in the run's own
+process, at no measurable cost in speed (Stripe's worker processes import no pyarrow). A library
+must not choose its host's allocator, so a pipeline script that calls the sources itself keeps
+pyarrow's default unless its environment sets ``ARROW_DEFAULT_MEMORY_POOL=system``.
 
 This module imports nothing heavy: the command's entry point uses it before pyarrow is loaded.
 """

@@ -154,9 +154,9 @@ def _lean_start() -> Iterator[None]:
 
     ``spawn`` runs the parent's main module again in every child (as ``__mp_main__``) so that
     functions defined there can be found. Workers need nothing from it (their target lives in
-    this module), and the main module of a pipeline script or of the CLI imports dlt, DuckDB and
-    the rest: 50-90 MB per worker for nothing. Its spec and path are hidden while the workers
-    start (``start`` reads them once, synchronously).
+    :mod:`invoice_source.stripe.worker`), and the main module of a pipeline script or of the CLI
+    imports dlt, DuckDB and the rest: 50-90 MB per worker for nothing. Its spec and path are
+    hidden while the workers start (``start`` reads them once, synchronously).
     """
     main = sys.modules.get("__main__")
     hidden: dict[str, Any] = {}

@@ -1,6 +1,14 @@
 """Giving memory back to the operating system: while a source reads, and once it has read
 everything.
 
+A Stripe worker process allocates a response body (~0.8 MB for a page of 100 invoices) and the
+pickled columns of each page (~0.5 MB) several times a second from four threads. glibc's malloc
+serves blocks above its mmap threshold with a mapping of their own, returned on free, but it
+raises that threshold to the size of the first such block freed, up to 32 MB: from then on these
+blocks come from the heap, and the freed ones leave it fragmented. A worker keeps the threshold
+at 128 KiB (:func:`keep_large_blocks_mapped`): ~10 MB less per worker at 25,000 invoices, and
+no slower.
+
 A read leaves freed memory behind in the allocators' pools: pyarrow's default (mimalloc) keeps
 what its tables held, and glibc's malloc keeps an arena per reader thread. The process would
 carry that into dlt's load step, where DuckDB needs its own; at 100k Stripe invoices it was ~75
@@ -48,6 +56,26 @@ def release_free_memory() -> None:
     malloc_trim = _malloc_trim()
     if malloc_trim is not None:
         malloc_trim(0)
+
+
+# glibc's M_MMAP_THRESHOLD (malloc.h) and its default value.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def keep_large_blocks_mapped() -> None:
+    """On glibc, serve blocks of :data:`MMAP_THRESHOLD_BYTES` and more with mappings of their
+    own, returned to the system when freed (setting it stops glibc from raising it). For a
+    process of invoice-sync's own: a library must not tune its host's allocator."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        logger.debug("mallopt is not available")
+        return
+    if not mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
+        logger.debug("mallopt(M_MMAP_THRESHOLD) was refused")
 
 
 @functools.cache

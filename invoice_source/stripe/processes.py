@@ -4,8 +4,8 @@ One Python process decodes JSON and builds rows on one core at a time (the GIL),
 threads wait on the network. For a first load or a backfill of a long history the reader runs
 in ``processes`` worker processes instead: each runs a :class:`ConcurrentInvoiceReader` over a
 ``created`` range, turns pages into rows of the four tables with :class:`RowBatch`, and sends
-them to the parent as plain Python columns, which the parent turns into Arrow (a worker imports
-no pyarrow and no dlt: :mod:`invoice_source.stripe.worker`). A worker that finds more pages
+them to the parent as pickled plain Python columns, which the parent turns into Arrow (a worker
+imports no pyarrow and no dlt: :mod:`invoice_source.stripe.worker`). A worker that finds more pages
 while another worker is idle hands it the older half of its range, as threads do within one
 process.
 
@@ -24,6 +24,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import sys
 import time
@@ -101,9 +102,9 @@ class ProcessInvoiceReader:
                     continue
                 kind = message[0]
                 if kind == "columns":
-                    _, pieces, requests = message
+                    _, columns, requests = message
                     self._count(requests)
-                    gathered.add_all(pieces)
+                    gathered.add_all(pickle.loads(columns))  # from our own worker
                     if gathered.invoices >= self.spec.yield_invoices:
                         yield from gathered.take()
                 elif kind == "split":

@@ -36,10 +36,10 @@ from invoice_source.columns import column_hints
 from invoice_source.errors import AuthenticationError, ConfigurationError, NotFoundError
 from invoice_source.memory import release_free_memory
 from invoice_source.stripe import settings
-from invoice_source.stripe.batch import CHILD_KEYS, CHILD_TABLES, ROWS_INVOICES
+from invoice_source.stripe.batch import CHILD_KEYS, CHILD_TABLES
 from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient
 from invoice_source.stripe.processes import ProcessInvoiceReader
-from invoice_source.stripe.reader import ConcurrentInvoiceReader, InvoicePage
+from invoice_source.stripe.reader import ConcurrentInvoiceReader, InvoicePage, as_page
 from invoice_source.stripe.shapes import INVOICE_COLUMNS
 from invoice_source.stripe.tables import BATCH_INVOICES, TableBatch
 from invoice_source.stripe.worker import WorkerSpec
@@ -245,7 +245,7 @@ class StripeInvoiceSync:
                 yield from tagged_tables(processes.read(window, exclude_ids))
                 return max(filter(None, (newest, processes.result.newest_created)), default=None)
         reader = ConcurrentInvoiceReader(
-            self.client, max_workers=self.max_workers, page_size=self.page_size
+            self.client, max_workers=self.max_workers, page_size=self.page_size, prepare=as_page
         )
         for page in reader.read(window, exclude_ids):
             newest = _newest(page.invoices, newest)
@@ -297,7 +297,6 @@ class StripeInvoiceSync:
             threads=max(1, self.max_workers // self.worker_processes),
             page_size=self.page_size,
             synced_at=synced_at,
-            batch_invoices=ROWS_INVOICES,
             yield_invoices=BATCH_INVOICES,
             log_level=logging.getLogger("invoice_source").getEffectiveLevel(),
             retire_invoices=max(0, self.worker_retire_invoices),

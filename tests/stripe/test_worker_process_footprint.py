@@ -10,6 +10,7 @@ gives back.
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,59 @@ def test_given_the_invoice_sync_command_when_it_starts_then_arrow_uses_the_syste
         check=True,
     )
     assert completed.stdout.strip() == expected
+
+
+MAPPED_BLOCK_PROBE = """
+import ctypes
+import sys
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "keep":
+    from invoice_source.memory import keep_large_blocks_mapped
+
+    keep_large_blocks_mapped()
+elif sys.argv[1] == "worker":  # a worker told to stop at once: what it set up stays
+    import multiprocessing
+    import os
+    import queue
+
+    from invoice_source.http import RetryPolicy
+    from invoice_source.stripe.worker import WorkerSpec, work
+
+    spec = WorkerSpec(
+        client_kwargs={"api_key": "sk_test_probe", "requests_per_second": 0, "retry": RetryPolicy()},
+        threads=1, page_size=100, synced_at=0, log_level=30, yield_invoices=500,
+    )
+    tasks = queue.Queue()
+    tasks.put(None)
+    work(spec, multiprocessing.Value("d", 0.0), tasks, queue.Queue(), None, os.getppid())
+first = bytearray(1 << 20)  # a response body's size
+del first  # glibc now raises its mmap threshold past 1 MiB, unless it was set
+mapped_before = libc.mallinfo2().hblkhd
+second = bytearray(1 << 20)
+print(libc.mallinfo2().hblkhd - mapped_before >= 1 << 20)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")
+@pytest.mark.parametrize(
+    ("setting", "mapped"), [("default", "False"), ("keep", "True"), ("worker", "True")]
+)
+def test_given_a_freed_large_block_when_the_next_is_allocated_then_a_worker_maps_it_of_its_own(
+    setting: str, mapped: str
+) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", MAPPED_BLOCK_PROBE, setting],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert completed.stdout.strip() == mapped
+

@@ -5,11 +5,14 @@ dlt merges a table by deduplicating its staging rows with ``ROW_NUMBER() OVER (P
 <primary key>)`` and inserting the first of each key. DuckDB's window operator holds every
 column of every staged row in memory and cannot spill, so a first load of 100k Stripe invoices
 needed over 1 GB for the merge alone and failed under any ``memory_limit`` below that. The
-merge here keeps dlt's statements but picks the row to keep by aggregate: ``rowid IN (SELECT
-min(rowid) ... GROUP BY <primary key>)``, which touches only the key columns and which DuckDB's
-hash aggregate spills under its ``memory_limit``. The result is the same: one row per key, an
-arbitrary one of its duplicates (dlt's ``ROW_NUMBER()`` is ordered by nothing either), exact
-copies included (a copy job re-run after a crash stages its file twice). Tables with a
+merge here keeps dlt's statements but drops duplicates by aggregate: ``rowid NOT IN`` the rows
+of keys staged more than once other than each key's ``min(rowid)``. The aggregate touches only
+the key columns and DuckDB's hash aggregate spills under its ``memory_limit``; what the insert
+then holds beside the rows it writes is the duplicates alone (usually none), where ``rowid IN
+(SELECT min(rowid) ... GROUP BY <primary key>)`` held a row id per staged key and ran out of
+memory inserting a million Stripe invoices under 96 MB. The result is the same: one row per
+key, an arbitrary one of its duplicates (dlt's ``ROW_NUMBER()`` is ordered by nothing either),
+exact copies included (a copy job re-run after a crash stages its file twice). Tables with a
 ``dedup_sort`` hint, or with a column named ``rowid`` (it hides DuckDB's), keep dlt's
 deduplication; so do pipelines restored without this destination object (``dlt.attach``, the
 ``dlt pipeline ... load`` command), which get dlt's stock DuckDB destination.
@@ -59,6 +62,10 @@ def duckdb_destination(path: str) -> Any:
     )
 
 
+# The row id kept of a key staged more than once, in the deduplication's subquery.
+_KEPT = "invoice_sync_kept_rowid"
+
+
 class MergeKeyDeleteJob(SqlMergeFollowupJob):
     """dlt's merge statements, deleting by the merge key alone when it is part of the primary
     key (see the module's text)."""
@@ -97,7 +104,8 @@ class DuckDbMergeJob(MergeKeyDeleteJob):
         condition_columns: Any = None,
         skip_dedup: bool = False,
     ) -> str:
-        """``SELECT columns FROM table_name`` keeping one row per primary key, by ``rowid``."""
+        """``SELECT columns FROM table_name`` keeping one row per primary key: every row but
+        those of a key staged more than once other than its first ``rowid``."""
         if skip_dedup or dedup_sort is not None:
             return str(
                 super().gen_select_from_dedup_sql(
@@ -110,10 +118,16 @@ class DuckDbMergeJob(MergeKeyDeleteJob):
                     skip_dedup,
                 )
             )
+        keys = ", ".join(primary_keys)
+        same_key = " AND ".join(f"s.{key} IS NOT DISTINCT FROM d.{key}" for key in primary_keys)
+        duplicates = (
+            f"SELECT s.rowid FROM {table_name} AS s JOIN (SELECT {keys}, min(rowid) AS {_KEPT}"
+            f" FROM {table_name} GROUP BY {keys} HAVING count(*) > 1) AS d"
+            f" ON {same_key} AND s.rowid <> d.{_KEPT}"
+        )
         return (
             f"SELECT {', '.join(columns)} FROM {table_name}"
-            f" WHERE rowid IN (SELECT min(rowid) FROM {table_name}"
-            f" GROUP BY {', '.join(primary_keys)}) AND ({condition or '1 = 1'})"
+            f" WHERE rowid NOT IN ({duplicates}) AND ({condition or '1 = 1'})"
         )
 
 

@@ -35,7 +35,7 @@ def client(stripe_app: StripeApp, stripe_server: SandboxServer) -> StripeClient:
     )
 
 
-def test_given_invoices_with_more_than_ten_lines_when_read_then_each_is_prepared_once_in_a_reader_thread(
+def test_given_more_than_ten_lines_when_read_then_each_invoice_is_prepared_once_by_a_reader(
     stripe_app: StripeApp, client: StripeClient
 ) -> None:
     long_ids = {stripe_app.add_invoice(lines=23, status="open") for _ in range(3)}

@@ -161,7 +161,9 @@ elif sys.argv[1] == "worker":  # a worker told to stop at once: what it set up s
     from invoice_source.stripe.worker import WorkerSpec, work
 
     spec = WorkerSpec(
-        client_kwargs={"api_key": "sk_test_probe", "requests_per_second": 0, "retry": RetryPolicy()},
+        client_kwargs={
+            "api_key": "sk_test_probe", "requests_per_second": 0, "retry": RetryPolicy()
+        },
         threads=1, page_size=100, synced_at=0, log_level=30, yield_invoices=500,
     )
     tasks = queue.Queue()
@@ -190,4 +192,3 @@ def test_given_a_freed_large_block_when_the_next_is_allocated_then_a_worker_maps
         check=True,
     )
     assert completed.stdout.strip() == mapped
-

@@ -53,7 +53,7 @@ def release_free_memory() -> None:
 
     gc.collect()
     pa.default_memory_pool().release_unused()
-    malloc_trim = _malloc_trim()
+    malloc_trim = _glibc("malloc_trim")
     if malloc_trim is not None:
         malloc_trim(0)
 
@@ -67,24 +67,18 @@ def keep_large_blocks_mapped() -> None:
     """On glibc, serve blocks of :data:`MMAP_THRESHOLD_BYTES` and more with mappings of their
     own, returned to the system when freed (setting it stops glibc from raising it). For a
     process of invoice-sync's own: a library must not tune its host's allocator."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        logger.debug("mallopt is not available")
-        return
-    if not mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
+    mallopt = _glibc("mallopt")
+    if mallopt is not None and not mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
         logger.debug("mallopt(M_MMAP_THRESHOLD) was refused")
 
 
 @functools.cache
-def _malloc_trim() -> Any:
-    """glibc's ``malloc_trim``, or None where there is none (macOS, Windows, musl)."""
+def _glibc(name: str) -> Any:
+    """glibc's function ``name``, or None where there is none (macOS, Windows, musl)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL(None).malloc_trim
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
-        logger.debug("malloc_trim is not available")
+        logger.debug("%s is not available", name)
         return None

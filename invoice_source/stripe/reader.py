@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient
 
@@ -111,7 +111,7 @@ class ConcurrentInvoiceReader(Generic[Prepared]):
                         return
                     if isinstance(item, BaseException):
                         raise item
-                    yield item  # type: ignore[misc]  # the queue holds prepared pages
+                    yield cast(Prepared, item)  # the queue holds prepared pages
             finally:
                 self._cancelled.set()
                 self._drain()

@@ -1,0 +1,45 @@
+"""What the benchmark counts as the connector's memory: its process and the programs below it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.connector import process_tree
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/task").exists(), reason="reads the process tree from Linux's /proc"
+)
+
+
+def test_given_a_child_that_has_exec_d_when_the_tree_is_read_then_it_counts() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=-1)
+    try:
+        assert child.pid in process_tree(os.getpid())
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait()
+
+
+def test_given_a_child_forked_and_not_exec_d_when_read_then_its_parent_counts_once() -> None:
+    # Between fork and exec a child maps its parent's pages and /proc reports the parent's
+    # resident memory for it as well; counting it would double the run's figure for that moment.
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child waits, never exec'ing, until the parent has looked
+        os.close(write_end)
+        os.read(read_end, 1)
+        os._exit(0)
+    os.close(read_end)
+    try:
+        tree = process_tree(os.getpid())
+        assert os.getpid() in tree
+        assert pid not in tree
+    finally:
+        os.close(write_end)
+        os.waitpid(pid, 0)

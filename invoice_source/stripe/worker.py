@@ -3,7 +3,8 @@ rows back as columns (see :mod:`invoice_source.stripe.processes`, the parent's s
 becomes pickled columns in the thread that read it (:func:`prepare_page`), so what waits to be
 sent is a few hundred KB per page rather than its ~3 MB of decoded JSON.
 
-It imports no pyarrow and no dlt: Python, httpx and orjson, ~30 MB before it reads anything.
+It imports no pyarrow and no dlt: Python, httpx (without its command line) and orjson, ~27 MB
+before it reads anything.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass, field
-from multiprocessing import current_process
+from multiprocessing import current_process, parent_process
 from typing import Any
+
+if parent_process() is not None:
+    # A worker never runs httpx's command line, and ``httpx._main`` imports click, rich and
+    # pygments (~5 MB per process); httpx gives itself a stub ``main`` when it cannot import it.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 from invoice_source import http
 from invoice_source.errors import InvoiceSyncError

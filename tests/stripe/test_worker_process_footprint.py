@@ -1,5 +1,5 @@
-"""Worker processes start lean: they import neither the parent's main module nor dlt, DuckDB or
-pyarrow; pyarrow in the ``invoice-sync`` command uses the system allocator.
+"""Worker processes start lean: they import neither the parent's main module nor dlt, DuckDB,
+pyarrow or httpx's command line; pyarrow in the ``invoice-sync`` command uses the system allocator.
 
 Each spawned worker runs its imports again. The main module of a pipeline script or of the CLI
 imports dlt, DuckDB and pyarrow (~50-90 MB per worker); dlt alone is ~30 MB a worker never uses,
@@ -9,8 +9,10 @@ gives back.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +106,47 @@ def test_given_a_worker_process_when_it_imports_its_target_then_module_is_not_lo
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert completed.stdout.strip() == "False"
+
+
+CLI_PROBE = """
+import sys
+from pathlib import Path
+
+import invoice_source.stripe.worker  # first, as when a worker unpickles its target
+import httpx
+
+loaded = [name for name in ("httpx._main", "click", "rich", "pygments") if sys.modules.get(name)]
+Path(REPORT).write_text(" ".join(loaded) + "|" + str(callable(httpx.main)))
+"""
+
+
+def test_given_a_worker_process_when_it_imports_its_target_then_httpx_command_line_is_not_loaded(
+    tmp_path: Path,
+) -> None:
+    probe, report = tmp_path / "cli_probe.py", tmp_path / "report"
+    probe.write_text(CLI_PROBE)
+    control = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, invoice_source.stripe.worker; print('httpx._main' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert control.stdout.strip() == "True", "control: the run's own process keeps httpx whole"
+
+    worker = multiprocessing.get_context("spawn").Process(
+        target=runpy.run_path, args=(str(probe),), kwargs={"init_globals": {"REPORT": str(report)}}
+    )
+    with _lean_start():
+        worker.start()
+    worker.join(timeout=60)
+
+    assert worker.exitcode == 0
+    assert report.read_text() == "|True"  # nothing of the command line; httpx.main a stub
 
 
 COMMAND_PROBE = """

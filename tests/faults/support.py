@@ -111,17 +111,19 @@ class ScriptedAlternativePaymentsApp(Scripted, AlternativePaymentsApp):
 
 
 def rotate_faults(app: Scripted, faults: list[Fault]) -> None:
-    """Serve ``faults`` one after another, each to the first matching request after the
-    previous fault of the same path was served, so no request meets more than a few."""
+    """Serve ``faults`` one after another: each path's next fault waits until a request of
+    that path has been answered normally since its last one, so a request retried after a
+    fault is not met by the next (a client gives up after a few in a row; injecting on any
+    path's answer once let one list request meet all seven list faults)."""
     queues = {
         pattern: deque(fault for fault in faults if fault.path_pattern == pattern)
         for pattern in {fault.path_pattern for fault in faults}
     }
 
-    def next_faults(_: object) -> None:
+    def next_faults(request: Request) -> None:
         pending = {fault.path_pattern for fault in app.pending_faults}
         for pattern, queue in queues.items():
-            if queue and pattern not in pending:
+            if queue and pattern not in pending and queue[0].matches(request):
                 app.inject(queue.popleft())
 
     app.after_request = next_faults

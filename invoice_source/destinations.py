@@ -23,18 +23,29 @@ matches``. DuckDB cannot turn an ``OR`` into a hash join, so every run scanned e
 against every staged one (0.4 s at 100k invoices, 1.1 s at 300k, for an incremental run with
 nothing new). When the merge key is part of the primary key the first half implies the second,
 so the delete here matches on the merge key alone: the same rows, by hash join.
+
+dlt opens the DuckDB file for every load job and closes it after (each close checkpoints): a
+Stripe load is ten jobs or more, and on a 1.2 GB file (1M invoices) each open and close took
+~0.1 s, 1.4 s of an incremental run's 2.1 s load step. Here a package's first job opens the
+file and it stays open, shared by the package's jobs, until the package completes: one open and
+one checkpoint per load. A job that fails for good (the load stops) closes it as well; any other
+way out of a load leaves it to the load step's objects being collected.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
 
 import dlt
-from dlt.common.destination.client import PreparedTableSchema
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.common.destination.client import LoadJob, PreparedTableSchema
+from dlt.common.exceptions import TerminalException
+from dlt.destinations.impl.duckdb.configuration import DuckDbConnectionPool, DuckDbCredentials
 from dlt.destinations.impl.duckdb.duck import DuckDbClient
 from dlt.destinations.impl.duckdb.factory import duckdb as DuckDbDestination
+from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 from dlt.destinations.sql_client import SqlClientBase
 from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 
@@ -131,11 +142,59 @@ class DuckDbMergeJob(MergeKeyDeleteJob):
         )
 
 
+# The connection each pool keeps borrowed while a package loads (see the module's text). Keyed
+# weakly: dlt gives each load step a pool of its own, and a load that ended any other way than
+# the two above leaves its entry to go with its pool, closing the connection.
+_PACKAGE_CONNECTIONS: weakref.WeakKeyDictionary[DuckDbConnectionPool, Any] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class DuckDbMergeClient(DuckDbClient):
-    """dlt's DuckDB job client, merging with :class:`DuckDbMergeJob`."""
+    """dlt's DuckDB job client, merging with :class:`DuckDbMergeJob` and keeping the file open
+    from a package's first job until the package completes."""
 
     def _create_merge_followup_jobs(self, table_chain: Sequence[Any]) -> list[Any]:
         return [DuckDbMergeJob.from_table_chain(table_chain, self.sql_client)]
+
+    def create_load_job(
+        self, table: PreparedTableSchema, file_path: str, load_id: str, restore: bool = False
+    ) -> LoadJob:
+        """dlt's load job for ``file_path``; the package's first one opens the file for all."""
+        pool = self.config.credentials.conn_pool
+        if pool is not None and pool not in _PACKAGE_CONNECTIONS:
+            session = DuckDbSqlClient(
+                self.sql_client.dataset_name,
+                self.sql_client.staging_dataset_name,
+                self.config.credentials,
+                self.capabilities,
+            )
+            # a borrow: while it is out, every job's connection is a clone of the open one
+            _PACKAGE_CONNECTIONS[pool] = session.open_connection()
+        return super().create_load_job(table, file_path, load_id, restore)
+
+    def complete_load(self, load_id: str) -> None:
+        """Record the package as loaded, then let the file close with this client."""
+        try:
+            super().complete_load(load_id)
+        finally:
+            self._return_package_connection()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        # a job that failed for good ends the load: let the file close with this client
+        if exc_type is not None and issubclass(exc_type, (TerminalException, AssertionError)):
+            self._return_package_connection()
+        super().__exit__(exc_type, exc_val, exc_tb)  # type: ignore[arg-type]
+
+    def _return_package_connection(self) -> None:
+        pool = self.config.credentials.conn_pool
+        if pool is not None and (connection := _PACKAGE_CONNECTIONS.pop(pool, None)):
+            pool.return_conn(connection)
 
 
 class InvoiceSyncDuckDb(DuckDbDestination):

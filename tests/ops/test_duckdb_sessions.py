@@ -1,0 +1,98 @@
+"""The DuckDB destination opens its file once per load package, not once per job, and closes it
+when the package is done or a job has failed for good."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+import pyarrow as pa
+import pytest
+from dlt.destinations.exceptions import DatabaseTerminalException
+from dlt.destinations.impl.duckdb import duck
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from invoice_source.destinations import duckdb_destination
+
+
+@dlt.resource(name="invoices", write_disposition="merge", primary_key="id")
+def invoices(version: int) -> Iterator[pa.Table]:
+    yield pa.table({"id": ["in_1", "in_2"], "version": [version, version]})
+
+
+@dlt.resource(
+    name="lines",
+    write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+    primary_key=["invoice_id", "id"],
+    merge_key="invoice_id",
+)
+def lines(version: int) -> Iterator[pa.Table]:
+    yield pa.table({"invoice_id": ["in_1"] * 3, "id": ["il_1", "il_2", "il_3"], "v": [version] * 3})
+
+
+def pipeline_at(tmp_path: Path) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name="sessions",
+        destination=duckdb_destination(str(tmp_path / "sessions.duckdb")),
+        dataset_name="invoices",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+
+
+def opens_by_another_connection(path: Path) -> bool:
+    """Whether the file can be opened read-only here, which DuckDB refuses while this process
+    holds it open read-write."""
+    try:
+        duckdb.connect(str(path), read_only=True).close()
+    except duckdb.ConnectionException:
+        return False
+    return True
+
+
+def test_given_a_package_of_many_jobs_when_loaded_then_the_file_opens_once_for_them_and_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = pipeline_at(tmp_path)
+    pipeline.run([invoices(1), lines(1)])  # the tables exist: the next load is merges
+    pipeline.extract([invoices(2), lines(2)])
+    pipeline.normalize()
+    opened: list[Any] = []
+    connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or connect(*a, **k))
+
+    info = pipeline.load()
+
+    jobs = info.load_packages[0].jobs["completed_jobs"]
+    assert len(jobs) == 4  # two copies into staging, two merges
+    assert len(opened) <= 2  # the package's set-up, then one for all its jobs
+    assert opens_by_another_connection(tmp_path / "sessions.duckdb")
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("SELECT DISTINCT version FROM invoices") == [(2,)]
+        assert client.execute_sql("SELECT count(*), min(v) FROM lines") == [(3, 2)]
+
+
+def test_given_a_load_that_failed_when_its_error_is_handled_then_the_file_closes_and_loads_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = pipeline_at(tmp_path)
+    pipeline.run([invoices(1), lines(1)])
+
+    def disk_full(self: Any) -> None:
+        raise DatabaseTerminalException(OSError("No space left on device"))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(duck.DuckDbCopyJob, "run", disk_full)
+        try:
+            pipeline.run([invoices(2), lines(2)])
+        except PipelineStepFailed:
+            failed = True
+    assert failed
+
+    assert opens_by_another_connection(tmp_path / "sessions.duckdb")
+    assert not pipeline.run().has_failed_jobs  # the package that failed, loaded now
+    assert opens_by_another_connection(tmp_path / "sessions.duckdb")
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("SELECT DISTINCT version FROM invoices") == [(2,)]

@@ -26,16 +26,18 @@ so the delete here matches on the merge key alone: the same rows, by hash join.
 
 dlt opens the DuckDB file for every load job and closes it after (each close checkpoints): a
 Stripe load is ten jobs or more, and on a 1.2 GB file (1M invoices) each open and close took
-~0.1 s, 1.4 s of an incremental run's 2.1 s load step. Here a package's first job opens the
-file and it stays open, shared by the package's jobs, until the package completes: one open and
-one checkpoint per load. A job that fails for good (the load stops) closes it as well; any other
-way out of a load leaves it to the load step's objects being collected.
+~0.1 s, 1.4 s of an incremental run's 2.1 s load step. Here a small package's first job opens
+the file and it stays open, shared by the package's jobs, until the package completes: one open
+and one checkpoint per load (a large package keeps dlt's way: ``SHARED_CONNECTION_MAX_BYTES``).
+A job that fails for good (the load stops) closes it as well; any other way out of a load
+leaves it to the load step's objects being collected.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -142,6 +144,24 @@ class DuckDbMergeJob(MergeKeyDeleteJob):
         )
 
 
+# A package whose job files sum to less than this loads through one open file. A larger one
+# opens the file per job, as dlt does: DuckDB then gives its memory back between jobs (held open
+# through a first load of 1M Stripe invoices, the load step peaked 30 MB higher), and an open
+# costs ~0.1 s against jobs of seconds.
+SHARED_CONNECTION_MAX_BYTES = 32 * 2**20
+
+
+def _package_bytes(job_path: str) -> int:
+    """Bytes of the job files of the package that ``job_path`` (one of its jobs) belongs to."""
+    package = Path(job_path).parent.parent
+    return sum(
+        job.stat().st_size
+        for folder in ("new_jobs", "started_jobs")
+        for job in (package / folder).glob("*")
+        if job.is_file()
+    )
+
+
 # The connection each pool keeps borrowed while a package loads (see the module's text). Keyed
 # weakly: dlt gives each load step a pool of its own, and a load that ended any other way than
 # the two above leaves its entry to go with its pool, closing the connection.
@@ -163,14 +183,17 @@ class DuckDbMergeClient(DuckDbClient):
         """dlt's load job for ``file_path``; the package's first one opens the file for all."""
         pool = self.config.credentials.conn_pool
         if pool is not None and pool not in _PACKAGE_CONNECTIONS:
-            session = DuckDbSqlClient(
-                self.sql_client.dataset_name,
-                self.sql_client.staging_dataset_name,
-                self.config.credentials,
-                self.capabilities,
-            )
-            # a borrow: while it is out, every job's connection is a clone of the open one
-            _PACKAGE_CONNECTIONS[pool] = session.open_connection()
+            connection = None  # a large package: a connection per job, as dlt does
+            if _package_bytes(file_path) < SHARED_CONNECTION_MAX_BYTES:
+                session = DuckDbSqlClient(
+                    self.sql_client.dataset_name,
+                    self.sql_client.staging_dataset_name,
+                    self.config.credentials,
+                    self.capabilities,
+                )
+                # a borrow: while it is out, every job's connection is a clone of the open one
+                connection = session.open_connection()
+            _PACKAGE_CONNECTIONS[pool] = connection
         return super().create_load_job(table, file_path, load_id, restore)
 
     def complete_load(self, load_id: str) -> None:

@@ -15,6 +15,7 @@ from dlt.destinations.exceptions import DatabaseTerminalException
 from dlt.destinations.impl.duckdb import duck
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from invoice_source import destinations
 from invoice_source.destinations import duckdb_destination
 
 
@@ -52,6 +53,14 @@ def opens_by_another_connection(path: Path) -> bool:
     return True
 
 
+def count_opens(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """A list that gets an entry each time DuckDB opens a database from now on."""
+    opened: list[Any] = []
+    connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or connect(*a, **k))
+    return opened
+
+
 def test_given_a_package_of_many_jobs_when_loaded_then_the_file_opens_once_for_them_and_closes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,9 +68,7 @@ def test_given_a_package_of_many_jobs_when_loaded_then_the_file_opens_once_for_t
     pipeline.run([invoices(1), lines(1)])  # the tables exist: the next load is merges
     pipeline.extract([invoices(2), lines(2)])
     pipeline.normalize()
-    opened: list[Any] = []
-    connect = duckdb.connect
-    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or connect(*a, **k))
+    opened = count_opens(monkeypatch)
 
     info = pipeline.load()
 
@@ -72,6 +79,25 @@ def test_given_a_package_of_many_jobs_when_loaded_then_the_file_opens_once_for_t
     with pipeline.sql_client() as client:
         assert client.execute_sql("SELECT DISTINCT version FROM invoices") == [(2,)]
         assert client.execute_sql("SELECT count(*), min(v) FROM lines") == [(3, 2)]
+
+
+def test_given_a_package_larger_than_the_shared_limit_when_loaded_then_each_job_opens_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DuckDB gives its memory back when the file closes: a large package's jobs each take
+    # seconds, so they keep dlt's open and close per job
+    monkeypatch.setattr(destinations, "SHARED_CONNECTION_MAX_BYTES", 1)
+    pipeline = pipeline_at(tmp_path)
+    pipeline.run([invoices(1), lines(1)])
+    pipeline.extract([invoices(2), lines(2)])
+    pipeline.normalize()
+    opened = count_opens(monkeypatch)
+
+    pipeline.load()
+
+    assert len(opened) >= 5  # the package's set-up, then one per job
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("SELECT DISTINCT version FROM invoices") == [(2,)]
 
 
 def test_given_a_load_that_failed_when_its_error_is_handled_then_the_file_closes_and_loads_again(

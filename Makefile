@@ -19,7 +19,7 @@ demo: venv
 	$(BIN)/invoice-sync demo
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: venv
 	$(BIN)/ruff check invoice_source pipelines tests benchmarks notebooks

@@ -26,10 +26,12 @@ so the delete here matches on the merge key alone: the same rows, by hash join.
 
 dlt opens the DuckDB file for every load job and closes it after (each close checkpoints): a
 Stripe load is ten jobs or more, and on a 1.2 GB file (1M invoices) each open and close took
-~0.1 s, 1.4 s of an incremental run's 2.1 s load step. Here a small package's first job opens
-the file and it stays open, shared by the package's jobs, until the package completes: one open
-and one checkpoint per load (a large package keeps dlt's way: ``SHARED_CONNECTION_MAX_BYTES``).
-A job that fails for good (the load stops) closes it as well; any other way out of a load
+~0.1 s, 1.4 s of an incremental run's 2.1 s load step. Here a small package (under
+``SHARED_CONNECTION_MAX_BYTES``, ~1,000 Stripe invoices: a scheduled run's) opens the file at its
+first job and keeps it open, shared by its jobs, until it completes: one open and one
+checkpoint per load. A larger package keeps dlt's open and close per job, because an open file
+keeps in memory what every job wrote until it closes (20k invoices ran out of memory that way).
+A job that fails for good (the load stops) closes the file as well; any other way out of a load
 leaves it to the load step's objects being collected.
 """
 
@@ -144,11 +146,14 @@ class DuckDbMergeJob(MergeKeyDeleteJob):
         )
 
 
-# A package whose job files sum to less than this loads through one open file. A larger one
-# opens the file per job, as dlt does: DuckDB then gives its memory back between jobs (held open
-# through a first load of 1M Stripe invoices, the load step peaked 30 MB higher), and an open
-# costs ~0.1 s against jobs of seconds.
-SHARED_CONNECTION_MAX_BYTES = 32 * 2**20
+# A package whose job files sum to less than this loads through one open file; a larger one
+# opens the file per job, as dlt does. An open file keeps what each job wrote in DuckDB's memory
+# (its in-memory table data and allocator, read off ``duckdb_memory()``) until it closes, even
+# after a CHECKPOINT: 20k Stripe invoices (an 18.5 MB package) reached the 96 MB limit at the
+# third merge and ran out of memory, 10k (9 MB) passed at a 120 MB larger load step. Closed
+# after each job, DuckDB gives that memory back, and an open costs ~0.1 s against jobs of
+# seconds. 1 MiB is ~1,000 Stripe invoices: a scheduled run's package, not a backfill's.
+SHARED_CONNECTION_MAX_BYTES = 2**20
 
 
 def _package_bytes(job_path: str) -> int:

@@ -3,6 +3,7 @@ when the package is done or a job has failed for good."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,34 @@ def test_given_a_package_larger_than_the_shared_limit_when_loaded_then_each_job_
     assert len(opened) >= 5  # the package's set-up, then one per job
     with pipeline.sql_client() as client:
         assert client.execute_sql("SELECT DISTINCT version FROM invoices") == [(2,)]
+
+
+@dlt.resource(name="wide_invoices", write_disposition="merge", primary_key="id")
+def wide_invoices(count: int) -> Iterator[pa.Table]:
+    yield pa.table(
+        {
+            "id": [f"in_{i}" for i in range(count)],
+            "memo": [os.urandom(64).hex() for _ in range(count)],
+        }
+    )
+
+
+def test_given_a_backfill_sized_package_when_loaded_then_each_job_opens_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an open file keeps what each job wrote in DuckDB's memory until it closes: 20k Stripe
+    # invoices (18.5 MB of job files) ran out of memory under 96 MB through one open file
+    pipeline = pipeline_at(tmp_path)
+    pipeline.run([invoices(1), lines(1)])
+    pipeline.extract([invoices(2), lines(2), wide_invoices(12_000)])  # ~1.6 MB of parquet
+    pipeline.normalize()
+    opened = count_opens(monkeypatch)
+
+    pipeline.load()
+
+    assert len(opened) >= 5  # the package's set-up, then one per job
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("SELECT count(*) FROM wide_invoices") == [(12_000,)]
 
 
 def test_given_a_load_that_failed_when_its_error_is_handled_then_the_file_closes_and_loads_again(

@@ -3,8 +3,9 @@
 Our own errors (:mod:`invoice_source.errors`) are unwrapped from dlt's step wrappers and printed
 as they are. dlt's configuration errors become the config key and environment variable to set
 (a missing API key, destination credentials, a value of the wrong type, an unreadable
-``.dlt/*.toml``). Anything else is its innermost exception's type and first line. Every line is
-passed through :func:`~invoice_source.redaction.redact`.
+``.dlt/*.toml``); DuckDB running out of memory names its ``memory_limit`` setting. Anything else
+is its innermost exception's type and first line. Every line is passed through
+:func:`~invoice_source.redaction.redact`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,18 @@ def describe_failure(error: BaseException | None, source: str | None = None) -> 
     message = f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
     if isinstance(step, str):
         message += f" (dlt step {step})"
+    if type(cause).__name__ == "OutOfMemoryException" and "duckdb" in type(cause).__module__:
+        message += DUCKDB_OUT_OF_MEMORY_HINT
     return redact(message)
+
+
+DUCKDB_OUT_OF_MEMORY_HINT = (
+    ": DuckDB's memory_limit is too small for this load; raise it under"
+    " [destination.duckdb.credentials] in .dlt/config.toml"
+    ' (global_config = { memory_limit = "1GB" }) or in'
+    " DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG. What loaded is kept; the next run loads"
+    " the rest"
+)
 
 
 def describe_config_error(error: BaseException, source: str | None = None) -> str | None:

@@ -31,8 +31,9 @@ Stripe load is ten jobs or more, and on a 1.2 GB file (1M invoices) each open an
 first job and keeps it open, shared by its jobs, until it completes: one open and one
 checkpoint per load. A larger package keeps dlt's open and close per job, because an open file
 keeps in memory what every job wrote until it closes (20k invoices ran out of memory that way).
-A job that fails for good (the load stops) closes the file as well; any other way out of a load
-leaves it to the load step's objects being collected.
+A job that fails, for good or to be retried, ends the sharing: the file closes once that job's
+connection is returned, and the rest of the package (its retries included) opens it per job, so
+a load that gives up leaves the file closed and a retry starts from DuckDB's memory freed.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from typing import Any
 
 import dlt
 from dlt.common.destination.client import LoadJob, PreparedTableSchema
-from dlt.common.exceptions import TerminalException
 from dlt.destinations.impl.duckdb.configuration import DuckDbConnectionPool, DuckDbCredentials
 from dlt.destinations.impl.duckdb.duck import DuckDbClient
 from dlt.destinations.impl.duckdb.factory import duckdb as DuckDbDestination
@@ -167,9 +167,10 @@ def _package_bytes(job_path: str) -> int:
     )
 
 
-# The connection each pool keeps borrowed while a package loads (see the module's text). Keyed
-# weakly: dlt gives each load step a pool of its own, and a load that ended any other way than
-# the two above leaves its entry to go with its pool, closing the connection.
+# The connection each pool keeps borrowed while a package loads (see the module's text); None
+# once the package opens the file per job (a large package, or a job failed). Keyed weakly: dlt
+# gives each load step a pool of its own, and a load that stopped without a job failing (a
+# signal, an error outside the jobs) leaves its entry to go with its pool, closing the file.
 _PACKAGE_CONNECTIONS: weakref.WeakKeyDictionary[DuckDbConnectionPool, Any] = (
     weakref.WeakKeyDictionary()
 )
@@ -214,10 +215,17 @@ class DuckDbMergeClient(DuckDbClient):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        # a job that failed for good ends the load: let the file close with this client
-        if exc_type is not None and issubclass(exc_type, (TerminalException, AssertionError)):
-            self._return_package_connection()
+        # dlt runs each job inside ``with job_client``: a job that failed ends the sharing
+        if exc_type is not None:
+            self._stop_sharing()
         super().__exit__(exc_type, exc_val, exc_tb)  # type: ignore[arg-type]
+
+    def _stop_sharing(self) -> None:
+        """Return the package's open connection and let its remaining jobs open their own."""
+        pool = self.config.credentials.conn_pool
+        if pool is not None and (connection := _PACKAGE_CONNECTIONS.get(pool)) is not None:
+            _PACKAGE_CONNECTIONS[pool] = None
+            pool.return_conn(connection)
 
     def _return_package_connection(self) -> None:
         pool = self.config.credentials.conn_pool

@@ -10,6 +10,7 @@ is its innermost exception's type and first line. Every line is passed through
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,7 +35,7 @@ def describe_failure(error: BaseException | None, source: str | None = None) -> 
     message = f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
     if isinstance(step, str):
         message += f" (dlt step {step})"
-    if type(cause).__name__ == "OutOfMemoryException" and "duckdb" in type(cause).__module__:
+    if _is_duckdb_out_of_memory(cause):
         message += DUCKDB_OUT_OF_MEMORY_HINT
     return redact(message)
 
@@ -46,6 +47,21 @@ DUCKDB_OUT_OF_MEMORY_HINT = (
     " DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG. What loaded is kept; the next run loads"
     " the rest"
 )
+
+
+# How DuckDB's buffer manager ends every message of memory it could not get: "(7.4 MiB/7.6 MiB
+# used)".
+_DUCKDB_MEMORY_USED = re.compile(r"\(\d+(?:\.\d+)? [KMGT]?i?B/\d+(?:\.\d+)? [KMGT]?i?B used\)")
+
+
+def _is_duckdb_out_of_memory(error: BaseException) -> bool:
+    """DuckDB's out-of-memory error, or a commit that failed for want of memory (a
+    ``TransactionException`` then: "Failed to commit: could not allocate block ...")."""
+    import duckdb
+
+    return isinstance(error, duckdb.OutOfMemoryException) or (
+        isinstance(error, duckdb.Error) and _DUCKDB_MEMORY_USED.search(str(error)) is not None
+    )
 
 
 def describe_config_error(error: BaseException, source: str | None = None) -> str | None:

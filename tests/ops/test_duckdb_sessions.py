@@ -12,11 +12,10 @@ import dlt
 import duckdb
 import pyarrow as pa
 import pytest
-from dlt.destinations.exceptions import DatabaseTerminalException
+from dlt.destinations.exceptions import DatabaseTerminalException, DatabaseTransientException
 from dlt.destinations.impl.duckdb import duck
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from invoice_source import destinations
 from invoice_source.destinations import duckdb_destination
 
 
@@ -82,25 +81,6 @@ def test_given_a_package_of_many_jobs_when_loaded_then_the_file_opens_once_for_t
         assert client.execute_sql("SELECT count(*), min(v) FROM lines") == [(3, 2)]
 
 
-def test_given_a_package_larger_than_the_shared_limit_when_loaded_then_each_job_opens_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # DuckDB gives its memory back when the file closes: a large package's jobs each take
-    # seconds, so they keep dlt's open and close per job
-    monkeypatch.setattr(destinations, "SHARED_CONNECTION_MAX_BYTES", 1)
-    pipeline = pipeline_at(tmp_path)
-    pipeline.run([invoices(1), lines(1)])
-    pipeline.extract([invoices(2), lines(2)])
-    pipeline.normalize()
-    opened = count_opens(monkeypatch)
-
-    pipeline.load()
-
-    assert len(opened) >= 5  # the package's set-up, then one per job
-    with pipeline.sql_client() as client:
-        assert client.execute_sql("SELECT DISTINCT version FROM invoices") == [(2,)]
-
-
 @dlt.resource(name="wide_invoices", write_disposition="merge", primary_key="id")
 def wide_invoices(count: int) -> Iterator[pa.Table]:
     yield pa.table(
@@ -126,20 +106,30 @@ def test_given_a_backfill_sized_package_when_loaded_then_each_job_opens_the_file
 
     assert len(opened) >= 5  # the package's set-up, then one per job
     with pipeline.sql_client() as client:
+        assert client.execute_sql("SELECT DISTINCT version FROM invoices") == [(2,)]
         assert client.execute_sql("SELECT count(*) FROM wide_invoices") == [(12_000,)]
 
 
+@pytest.mark.parametrize(
+    "job_error",
+    [
+        DatabaseTerminalException(OSError("No space left on device")),
+        DatabaseTransientException(duckdb.OutOfMemoryException("Out of Memory Error")),
+    ],
+    ids=["failed_for_good", "retried_until_dlt_gave_up"],
+)
 def test_given_a_load_that_failed_when_its_error_is_handled_then_the_file_closes_and_loads_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, job_error: Exception
 ) -> None:
     pipeline = pipeline_at(tmp_path)
     pipeline.run([invoices(1), lines(1)])
 
-    def disk_full(self: Any) -> None:
-        raise DatabaseTerminalException(OSError("No space left on device"))
+    def fail(self: Any) -> None:
+        raise job_error
 
     with monkeypatch.context() as patched:
-        patched.setattr(duck.DuckDbCopyJob, "run", disk_full)
+        patched.setattr(duck.DuckDbCopyJob, "run", fail)
+        patched.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
         try:
             pipeline.run([invoices(2), lines(2)])
         except PipelineStepFailed:

@@ -55,8 +55,15 @@ def long_invoices(app: ScriptedStripeApp) -> list[str]:
     ]
 
 
+# multiprocessing starts this helper with the first queue of a process that spawns and keeps it
+# for that process's life: in-process runs share the test process's, started by whichever test
+# of a pytest worker reads with processes first (so carrying that test's environment)
+RESOURCE_TRACKER = b"multiprocessing.resource_tracker"
+
+
 def processes_of(data_dir: str) -> list[int]:
-    """Pids of live processes whose environment names ``data_dir`` (this test's runs only)."""
+    """Pids of live processes whose environment names ``data_dir`` (this test's runs only),
+    multiprocessing's resource tracker left out."""
     marker = f"DLT_DATA_DIR={data_dir}".encode()
     found = []
     for entry in Path("/proc").iterdir():
@@ -64,10 +71,11 @@ def processes_of(data_dir: str) -> list[int]:
             continue
         try:
             environ = (entry / "environ").read_bytes()
+            command = (entry / "cmdline").read_bytes()
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if marker in environ.split(b"\0") and state != "Z":
+        if marker in environ.split(b"\0") and state != "Z" and RESOURCE_TRACKER not in command:
             found.append(int(entry.name))
     return found
 

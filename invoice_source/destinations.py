@@ -254,7 +254,8 @@ class DuckDbMergeClient(DuckDbClient):
     def _empty_staging_and_compact(self, load_id: str) -> None:
         """Delete every staging row (the merges have read them) and checkpoint with DuckDB's
         vacuum on. The load is recorded already: a failure here is logged, and the next load
-        (or any later checkpoint) does the same work."""
+        (or any later checkpoint) does the same work. dlt's ``truncate_staging_dataset`` would
+        empty them only after this, so the checkpoint would vacuum the staged rows first."""
         client = self.sql_client
         try:
             staged = client.execute_sql(

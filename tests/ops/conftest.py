@@ -204,3 +204,24 @@ def duckdb_setting_as_shown(name: str, value: str) -> str:
         row = connection.execute(f"SELECT current_setting('{name}')").fetchone()
     assert row is not None
     return str(row[0])
+
+
+def duckdb_pipeline(tmp_path: Path, name: str) -> Any:
+    """A pipeline ``name`` loading dataset ``invoices`` into ``<tmp_path>/<name>.duckdb`` through
+    invoice-sync's DuckDB destination."""
+    import dlt
+
+    from invoice_source.destinations import duckdb_destination
+
+    return dlt.pipeline(
+        pipeline_name=name,
+        destination=duckdb_destination(str(tmp_path / f"{name}.duckdb")),
+        dataset_name="invoices",
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+
+
+def pipeline_rows(pipeline: Any, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a query through the pipeline's SQL client."""
+    with pipeline.sql_client() as client:
+        return [tuple(row) for row in client.execute_sql(sql) or []]

@@ -13,18 +13,10 @@ import pyarrow as pa
 import pytest
 from dlt.destinations.impl.duckdb import duck
 
-from invoice_source.destinations import VACUUM_SETTING, duckdb_destination
+from invoice_source.destinations import VACUUM_SETTING
+from tests.ops.conftest import duckdb_pipeline, pipeline_rows
 
 ROWS_PER_FILE = 20_000  # a DuckDB row group holds 122,880
-
-
-def pipeline_at(tmp_path: Path) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name="compaction",
-        destination=duckdb_destination(str(tmp_path / "compaction.duckdb")),
-        dataset_name="invoices",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
 
 
 def lines(first: int, files: int) -> Any:
@@ -40,14 +32,9 @@ def lines(first: int, files: int) -> Any:
     return rows()
 
 
-def rows_of(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
-    with pipeline.sql_client() as client:
-        return [tuple(row) for row in client.execute_sql(sql) or []]
-
-
 def row_groups(pipeline: dlt.Pipeline, table: str) -> int:
     return int(
-        rows_of(
+        pipeline_rows(
             pipeline,
             f"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('invoices.{table}')",
         )[0][0]
@@ -73,17 +60,19 @@ def test_given_several_files_of_a_table_when_loaded_then_no_job_vacuums_and_the_
 ) -> None:
     monkeypatch.setenv("DATA_WRITER__FILE_MAX_ITEMS", str(ROWS_PER_FILE))
     seen = vacuum_setting_in_copy_jobs(monkeypatch)
-    pipeline = pipeline_at(tmp_path)
+    pipeline = duckdb_pipeline(tmp_path, "compaction")
 
     pipeline.run(lines(0, files=3))
     for run in range(3):  # scheduled runs: each appends a small file and rewrites a few rows
         pipeline.run(lines(ROWS_PER_FILE * (3 + run) - 10, files=1))
 
     assert len(seen) == 6 and set(seen) == {"0"}
-    assert rows_of(pipeline, "SELECT count(*), count(DISTINCT id) FROM lines") == [(119_990,) * 2]
+    assert pipeline_rows(pipeline, "SELECT count(*), count(DISTINCT id) FROM lines") == [
+        (119_990,) * 2
+    ]
     assert row_groups(pipeline, "lines") == 1  # 119,990 rows fit one row group, once vacuumed
     # the merges have read the staged rows: the table stays, emptied
-    assert rows_of(pipeline, "SELECT count(*) FROM invoices_staging.lines") == [(0,)]
+    assert pipeline_rows(pipeline, "SELECT count(*) FROM invoices_staging.lines") == [(0,)]
 
 
 def test_given_max_vacuum_tasks_in_config_when_loaded_then_the_jobs_keep_it(
@@ -93,12 +82,12 @@ def test_given_max_vacuum_tasks_in_config_when_loaded_then_the_jobs_keep_it(
         "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", f'{{"{VACUUM_SETTING}": 7}}'
     )
     seen = vacuum_setting_in_copy_jobs(monkeypatch)
-    pipeline = pipeline_at(tmp_path)
+    pipeline = duckdb_pipeline(tmp_path, "compaction")
 
     pipeline.run(lines(0, files=1))
 
     assert seen == ["7"]
-    assert rows_of(pipeline, "SELECT count(*) FROM lines") == [(ROWS_PER_FILE,)]
+    assert pipeline_rows(pipeline, "SELECT count(*) FROM lines") == [(ROWS_PER_FILE,)]
 
 
 def test_given_a_load_when_it_starts_then_the_memory_the_extract_freed_is_given_back_first(
@@ -115,9 +104,9 @@ def test_given_a_load_when_it_starts_then_the_memory_the_extract_freed_is_given_
         run(job)
 
     monkeypatch.setattr(duck.DuckDbCopyJob, "run", copying)
-    pipeline = pipeline_at(tmp_path)
+    pipeline = duckdb_pipeline(tmp_path, "compaction")
 
     pipeline.run(lines(0, files=1))
 
     assert steps[0] == "released" and "copied" in steps
-    assert rows_of(pipeline, "SELECT count(*) FROM lines") == [(ROWS_PER_FILE,)]
+    assert pipeline_rows(pipeline, "SELECT count(*) FROM lines") == [(ROWS_PER_FILE,)]

@@ -11,24 +11,9 @@ import dlt
 import pyarrow as pa
 import pytest
 
-from invoice_source.destinations import duckdb_destination
-from tests.ops.conftest import duckdb_setting_as_shown
+from tests.ops.conftest import duckdb_pipeline, duckdb_setting_as_shown, pipeline_rows
 
 PADDING = "x" * 400
-
-
-def pipeline_at(tmp_path: Path, name: str) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name=name,
-        destination=duckdb_destination(str(tmp_path / f"{name}.duckdb")),
-        dataset_name="invoices",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
-
-
-def rows_of(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
-    with pipeline.sql_client() as client:
-        return list(client.execute_sql(sql) or [])
 
 
 def test_given_an_invoice_and_a_line_staged_twice_when_merged_then_one_row_per_key_lands(
@@ -49,15 +34,15 @@ def test_given_an_invoice_and_a_line_staged_twice_when_merged_then_one_row_per_k
         yield [{"invoice_id": "in_1", "id": "il_1", "amount": 5}] * 2
         yield {"invoice_id": "in_1", "id": "il_2", "amount": 7}
 
-    pipeline = pipeline_at(tmp_path, "twice")
+    pipeline = duckdb_pipeline(tmp_path, "twice")
     pipeline.run([invoices(), lines()])
     pipeline.run([invoices(), lines()])
 
-    assert rows_of(pipeline, "SELECT id, status FROM invoices ORDER BY id") == [
+    assert pipeline_rows(pipeline, "SELECT id, status FROM invoices ORDER BY id") == [
         ("in_1", "open"),
         ("in_2", "paid"),
     ]
-    assert rows_of(pipeline, "SELECT invoice_id, id, amount FROM lines ORDER BY id") == [
+    assert pipeline_rows(pipeline, "SELECT invoice_id, id, amount FROM lines ORDER BY id") == [
         ("in_1", "il_1", 5),
         ("in_1", "il_2", 7),
     ]
@@ -83,13 +68,13 @@ def test_given_staged_rows_and_copies_beyond_the_memory_limit_when_merged_then_e
                 }
             )
 
-    pipeline = pipeline_at(tmp_path, "spill")
+    pipeline = duckdb_pipeline(tmp_path, "spill")
     pipeline.run(lines())
 
-    assert rows_of(pipeline, "SELECT current_setting('memory_limit')") == [
+    assert pipeline_rows(pipeline, "SELECT current_setting('memory_limit')") == [
         (duckdb_setting_as_shown("memory_limit", "24MB"),)
     ]
-    assert rows_of(pipeline, "SELECT count(*), count(DISTINCT id) FROM lines") == [
+    assert pipeline_rows(pipeline, "SELECT count(*), count(DISTINCT id) FROM lines") == [
         (rows_per_table * tables, rows_per_table * tables)
     ]
 
@@ -106,7 +91,7 @@ def test_given_lines_keyed_by_invoice_and_id_when_an_invoice_is_reread_then_its_
             merge_key="invoice_id",
         )
 
-    pipeline = pipeline_at(tmp_path, "replace")
+    pipeline = duckdb_pipeline(tmp_path, "replace")
     pipeline.run(
         lines_resource(
             [
@@ -118,7 +103,7 @@ def test_given_lines_keyed_by_invoice_and_id_when_an_invoice_is_reread_then_its_
     )
     pipeline.run(lines_resource([{"invoice_id": "in_1", "id": "il_2", "amount": 8}]))
 
-    assert rows_of(pipeline, "SELECT invoice_id, id, amount FROM lines ORDER BY id") == [
+    assert pipeline_rows(pipeline, "SELECT invoice_id, id, amount FROM lines ORDER BY id") == [
         ("in_1", "il_2", 8),
         ("in_2", "il_3", 9),
     ]
@@ -141,10 +126,10 @@ def test_given_a_column_named_rowid_when_merged_then_one_row_per_key_still_lands
         {"id": 4, "rowid": 0, "note": "d"},
         {"id": 4, "rowid": 0, "note": "d"},
     ]
-    pipeline = pipeline_at(tmp_path, "rowid")
+    pipeline = duckdb_pipeline(tmp_path, "rowid")
     pipeline.run(dlt.resource(rows, name="notes", write_disposition="merge", primary_key="id"))
 
-    assert rows_of(pipeline, "SELECT id, rowid, note FROM notes ORDER BY id") == [
+    assert pipeline_rows(pipeline, "SELECT id, rowid, note FROM notes ORDER BY id") == [
         (1, None, "a"),
         (2, 7, "b"),
         (3, 7, "c"),

@@ -16,7 +16,7 @@ from dlt.destinations.exceptions import DatabaseTerminalException, DatabaseTrans
 from dlt.destinations.impl.duckdb import duck
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from invoice_source.destinations import duckdb_destination
+from tests.ops.conftest import duckdb_pipeline
 
 
 @dlt.resource(name="invoices", write_disposition="merge", primary_key="id")
@@ -32,15 +32,6 @@ def invoices(version: int) -> Iterator[pa.Table]:
 )
 def lines(version: int) -> Iterator[pa.Table]:
     yield pa.table({"invoice_id": ["in_1"] * 3, "id": ["il_1", "il_2", "il_3"], "v": [version] * 3})
-
-
-def pipeline_at(tmp_path: Path) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name="sessions",
-        destination=duckdb_destination(str(tmp_path / "sessions.duckdb")),
-        dataset_name="invoices",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
 
 
 def opens_by_another_connection(path: Path) -> bool:
@@ -64,7 +55,7 @@ def count_opens(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 def test_given_a_package_of_many_jobs_when_loaded_then_the_file_opens_once_for_them_and_closes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline = pipeline_at(tmp_path)
+    pipeline = duckdb_pipeline(tmp_path, "sessions")
     pipeline.run([invoices(1), lines(1)])  # the tables exist: the next load is merges
     pipeline.extract([invoices(2), lines(2)])
     pipeline.normalize()
@@ -96,7 +87,7 @@ def test_given_a_backfill_sized_package_when_loaded_then_each_job_opens_the_file
 ) -> None:
     # an open file keeps what each job wrote in DuckDB's memory until it closes: 20k Stripe
     # invoices (18.5 MB of job files) ran out of memory under 96 MB through one open file
-    pipeline = pipeline_at(tmp_path)
+    pipeline = duckdb_pipeline(tmp_path, "sessions")
     pipeline.run([invoices(1), lines(1)])
     pipeline.extract([invoices(2), lines(2), wide_invoices(12_000)])  # ~1.6 MB of parquet
     pipeline.normalize()
@@ -121,7 +112,7 @@ def test_given_a_backfill_sized_package_when_loaded_then_each_job_opens_the_file
 def test_given_a_load_that_failed_when_its_error_is_handled_then_the_file_closes_and_loads_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, job_error: Exception
 ) -> None:
-    pipeline = pipeline_at(tmp_path)
+    pipeline = duckdb_pipeline(tmp_path, "sessions")
     pipeline.run([invoices(1), lines(1)])
 
     def fail(self: Any) -> None:

@@ -191,7 +191,6 @@ def configure_logging(log_format: str, verbose: bool) -> None:
     root.handlers = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("invoice_source").setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("dlt").addFilter(_BenignDltWarnings())
     route_dlt_logs()
     logging.captureWarnings(True)  # Python warnings become log records (JSON in JSON mode)
     install_log_redaction()
@@ -239,13 +238,6 @@ def route_dlt_logs() -> None:
         h for h in dlt_logger.handlers if isinstance(h, ForwardToRoot)
     ]
     dlt_logger.handlers = forwarders or [ForwardToRoot()]
-
-
-class _BenignDltWarnings(logging.Filter):
-    """Drop dlt's note that our JSON-as-text arrow columns keep their ``json`` hint (by design)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "when merging arrow schema with dlt schema" not in record.getMessage()
 
 
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {

@@ -32,6 +32,7 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
+from invoice_source.arrow import expect_json_as_text
 from invoice_source.columns import column_hints
 from invoice_source.errors import AuthenticationError, ConfigurationError, NotFoundError
 from invoice_source.memory import release_free_memory
@@ -118,6 +119,7 @@ def stripe_source(
     def stripe_invoices() -> Iterator[Any]:
         yield from sync.run()
 
+    expect_json_as_text(settings.TABLE_INVOICES)
     return with_table_hints(dlt.resource(stripe_invoices, name=settings.TABLE_INVOICES))
 
 

@@ -85,38 +85,40 @@ class ColumnValues:
 
 
 class TableBuilder:
-    """Collects rows column by column and hands them on as :class:`ColumnValues`.
+    """Collects rows and hands them on as :class:`ColumnValues`.
 
     Timestamp columns take unix seconds (int) or ``datetime`` objects (naive ones are UTC);
     json columns take any JSON-able value and are stored as JSON text. A value that does not fit
     its column is left as it came; :func:`invoice_source.arrow.table_from_columns` moves it to a
-    variant column.
+    variant column. Rows are kept as they come and turned into columns when taken, one list
+    comprehension per column: ~5 % fewer instructions to prepare a page of Stripe invoices than
+    appending each value to its column as the row arrives (counted with callgrind: timings on a
+    shared 2-core machine vary more than that from one run to the next).
     """
 
     def __init__(self, columns: Sequence[Column]) -> None:
         self.columns = list(columns)
         self._known = {column.name for column in columns}
-        self._data: dict[str, list[Any]] = {column.name: [] for column in columns}
-        self._extra: dict[str, list[Any]] = {}
+        self._rows: list[dict[str, Any]] = []
+        self._extra: dict[str, None] = {}  # keys no spec declares, in the order first seen
         self._extra_kinds: dict[str, Kind] = {}
-        self.row_count = 0
+
+    @property
+    def row_count(self) -> int:
+        """Rows added since the columns were last taken."""
+        return len(self._rows)
 
     def add(self, row: dict[str, Any]) -> None:
-        """Append one row; unknown keys become extra columns."""
-        for name, values in self._data.items():
-            values.append(row.get(name))
-        for key, value in row.items():
-            if key in self._known:
+        """Append one row (kept as it is until the columns are taken); unknown keys become
+        extra columns."""
+        self._rows.append(row)
+        unknown = row.keys() - self._known  # usually empty: one set difference per row
+        for key, value in row.items() if unknown else ():
+            if key not in unknown:
                 continue
-            if key not in self._extra:
-                self._extra[key] = [None] * self.row_count
+            self._extra.setdefault(key, None)
             if value is not None and key not in self._extra_kinds:
                 self._extra_kinds[key] = infer_kind(value)
-            self._extra[key].append(value)
-        self.row_count += 1
-        for values in self._extra.values():
-            if len(values) < self.row_count:
-                values.append(None)
 
     def extend(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append many rows."""
@@ -124,23 +126,31 @@ class TableBuilder:
             self.add(row)
 
     def take_columns(self) -> list[ColumnValues]:
-        """The collected rows as columns, and a builder emptied of rows. The kinds of extra
-        columns carry over, so later pieces type them as earlier ones did."""
+        """The collected rows as columns, and a builder emptied of rows. Extra columns carry
+        over, kinds included, so later pieces have and type them as earlier ones did."""
+        rows, self._rows = self._rows, []
         columns = [
-            ColumnValues(column.name, column.kind, column.nullable, _prepared(values, column.kind))
+            ColumnValues(column.name, column.kind, column.nullable, _column(rows, column))
             for column in self.columns
-            for values in (self._data[column.name],)
         ]
-        for name, values in self._extra.items():
+        for name in self._extra:
+            values = [row.get(name) for row in rows]
             kind = self._extra_kinds.get(name)
             if kind is not None and any(v is not None and infer_kind(v) != kind for v in values):
                 kind = self._extra_kinds[name] = "json"
             prepared = values if kind is None else _prepared(values, kind)
             columns.append(ColumnValues(name, kind, True, prepared))
-        self._data = {column.name: [] for column in self.columns}
-        self._extra = {name: [] for name in self._extra}
-        self.row_count = 0
         return columns
+
+
+def _column(rows: list[dict[str, Any]], column: Column) -> list[Any]:
+    """``column``'s values of ``rows`` as Arrow takes them (see :func:`_prepared`)."""
+    name = column.name
+    if column.kind == "json":
+        return [to_json(row.get(name)) for row in rows]
+    if column.kind == "timestamp":
+        return [_epoch_micros(row.get(name)) for row in rows]
+    return [row.get(name) for row in rows]
 
 
 def _prepared(values: list[Any], kind: Kind) -> list[Any]:

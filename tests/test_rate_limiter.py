@@ -29,7 +29,9 @@ def send_times(limiter: RateLimiter, clock: FakeClock, count: int) -> list[float
     return times
 
 
-def test_given_a_limit_of_20_per_second_when_60_requests_queue_then_no_second_holds_more_than_20():
+def test_given_a_limit_of_20_per_second_when_60_requests_queue_then_no_second_holds_over_20() -> (
+    None
+):
     clock = FakeClock()
     limiter = RateLimiter(20, sleep=clock.sleep, clock=clock)
 
@@ -41,14 +43,16 @@ def test_given_a_limit_of_20_per_second_when_60_requests_queue_then_no_second_ho
     assert times[-1] == 2.0, "the long-run rate is the limit"
 
 
-def test_given_a_limit_below_one_per_second_when_requests_queue_then_the_window_stretches():
+def test_given_a_limit_below_one_per_second_when_requests_queue_then_the_window_stretches() -> None:
     clock = FakeClock()
     limiter = RateLimiter(0.5, sleep=clock.sleep, clock=clock)
 
     assert send_times(limiter, clock, 3) == [0.0, 2.0, 4.0]
 
 
-def test_given_a_429_pause_when_requests_queue_then_all_wait_for_it_and_the_limit_still_holds():
+def test_given_a_429_pause_when_requests_queue_then_all_wait_for_it_and_the_limit_still_holds() -> (
+    None
+):
     clock = FakeClock()
     limiter = RateLimiter(5, sleep=clock.sleep, clock=clock)
     send_times(limiter, clock, 5)
@@ -60,7 +64,7 @@ def test_given_a_429_pause_when_requests_queue_then_all_wait_for_it_and_the_limi
     assert times[5] >= times[0] + 1.0 - 1e-9
 
 
-def test_given_no_limit_when_requests_queue_then_none_waits():
+def test_given_no_limit_when_requests_queue_then_none_waits() -> None:
     clock = FakeClock()
     limiter = RateLimiter(None, sleep=clock.sleep, clock=clock)
 

@@ -59,6 +59,6 @@ def sql(destination_pipeline: dlt.Pipeline) -> Callable[[str], list[tuple[Any, .
         from invoice_source.models import render
 
         with destination_pipeline.sql_client() as client:
-            return [tuple(r) for r in client.execute_sql(render(text, client))]
+            return [tuple(r) for r in client.execute_sql(render(text, client)) or []]
 
     return run

@@ -101,7 +101,8 @@ def test_given_all_three_sources_when_modelled_then_invoice_history_has_every_in
 ) -> None:
     with reconciled.sql_client() as client:
         table = client.make_qualified_table_name("invoice_history")
-        counts = dict(client.execute_sql(f"select source, count(*) from {table} group by source"))
+        sql = f"select source, count(*) from {table} group by source"
+        counts = {source: count for source, count in client.execute_sql(sql) or []}
 
     assert counts == {
         "stripe": sandboxes.stripe.count() + len(sandboxes.stripe._deleted),

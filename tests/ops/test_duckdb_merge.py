@@ -20,7 +20,7 @@ def test_given_an_invoice_and_a_line_staged_twice_when_merged_then_one_row_per_k
     tmp_path: Path,
 ) -> None:
     @dlt.resource(name="invoices", write_disposition="merge", primary_key="id")
-    def invoices() -> Iterator[dict[str, Any]]:
+    def invoices() -> Iterator[Any]:
         yield [{"id": "in_1", "status": "open"}, {"id": "in_2", "status": "paid"}]
         yield {"id": "in_1", "status": "open"}  # an exact copy, as a re-run copy job stages it
 
@@ -30,7 +30,7 @@ def test_given_an_invoice_and_a_line_staged_twice_when_merged_then_one_row_per_k
         primary_key=["invoice_id", "id"],
         merge_key="invoice_id",
     )
-    def lines() -> Iterator[dict[str, Any]]:
+    def lines() -> Iterator[Any]:
         yield [{"invoice_id": "in_1", "id": "il_1", "amount": 5}] * 2
         yield {"invoice_id": "in_1", "id": "il_2", "amount": 7}
 

@@ -48,7 +48,12 @@ def count_opens(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """A list that gets an entry each time DuckDB opens a database from now on."""
     opened: list[Any] = []
     connect = duckdb.connect
-    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or connect(*a, **k))
+
+    def recording_connect(*args: Any, **kwargs: Any) -> Any:
+        opened.append(args)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(duckdb, "connect", recording_connect)
     return opened
 
 

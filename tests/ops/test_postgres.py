@@ -55,7 +55,7 @@ def assert_sandboxes_landed_exactly(sandboxes: SandboxSet, dataset: str) -> None
 
 def data_file_formats(result: SyncResult) -> set[str]:
     """File formats of the jobs that loaded source tables (dlt's own tables left out)."""
-    formats = set()
+    formats: set[str] = set()
     for source in result.sources:
         assert source.load_info is not None
         for package in source.load_info.load_packages:
@@ -101,7 +101,7 @@ def count(pipeline: dlt.Pipeline, table: str) -> int:
 def rows(pipeline: dlt.Pipeline, sql: str, table: str) -> list[tuple[Any, ...]]:
     with pipeline.sql_client() as client:
         query = sql.format(table=client.make_qualified_table_name(table))
-        return [tuple(row) for row in client.execute_sql(query)]
+        return [tuple(row) for row in client.execute_sql(query) or []]
 
 
 def waiting_on_lock(dataset: str) -> bool:

@@ -78,7 +78,7 @@ def test_given_a_page_when_read_then_its_complete_invoices_are_prepared_before_t
     def prepare(page: InvoicePage) -> None:
         events.append(("prepared", page.invoices[0]["page_number"]))
 
-    client.iter_invoice_pages = recorded_pages  # type: ignore[method-assign]
+    client.iter_invoice_pages = recorded_pages  # type: ignore[method-assign,assignment]
     reader = ConcurrentInvoiceReader(client, max_workers=1, page_size=20, prepare=prepare)
     list(reader.read(CreatedWindow(None, None)))  # no start: one thread pages it all
 

@@ -146,7 +146,7 @@ def test_given_void_and_uncollectible_invoices_when_synced_then_statuses_follow(
 
     sync()
 
-    statuses = dict(
+    statuses: dict[str, str] = dict(
         query(f"select id, status from stripe_invoices where id in ('{voided}', '{uncollectible}')")
     )
     assert statuses == {voided: "void", uncollectible: "uncollectible"}
@@ -266,7 +266,9 @@ def test_given_legacy_event_snapshots_when_synced_then_both_shapes_fill_the_same
 
     sync()
 
-    shapes = dict(query("select api_shape, count(*) from stripe_invoice_line_items group by 1"))
+    shapes: dict[str, int] = dict(
+        query("select api_shape, count(*) from stripe_invoice_line_items group by 1")
+    )
     assert shapes.get("basil", 0) > 0 and shapes.get("legacy", 0) > 0
     missing = query(
         "select api_shape, count(*) from stripe_invoice_line_items"
@@ -333,11 +335,11 @@ def test_given_zero_and_three_decimal_currencies_when_synced_then_minor_units_st
 
     sync()
 
-    totals = dict(
+    totals: dict[str, int] = dict(
         query(f"select id, subtotal from stripe_invoices where id in ('{yen}', '{dinar}')")
     )
     assert totals == {yen: 1500, dinar: 12345}
-    currencies = dict(
+    currencies: dict[str, str] = dict(
         query(f"select id, currency from stripe_invoices where id in ('{yen}', '{dinar}')")
     )
     assert currencies == {yen: "jpy", dinar: "bhd"}

@@ -104,7 +104,7 @@ class RssSampler:
         self.interval = interval
         # What a sample costs, measured in a process of 20 threads: statm of three processes
         # ~20 us, the walk of the process tree ~430 us, smaps_rollup ~4 ms per process (the
-        # kernel walks its page tables). At 20 ms each, walk and PSS took ~15 % of a core from
+        # kernel walks its page tables). At 20 ms each, walk and PSS took ~8 % of a core from
         # a run whose two cores are busy; the tree changes when a worker starts (every 25,000
         # invoices), so it is walked every 250 ms and PSS read every second.
         self.tree_every = tree_every

@@ -6,9 +6,9 @@ path converts each column once; only a column that fails to convert is checked v
 
 So every column of such a table has its spec's Arrow type, and the only hint it contradicts is
 ``json``: JSON columns are Arrow text. dlt keeps the hint (the destination parses the text) and
-warns about the difference for every table it is given, ~400 warnings in a first load of 100k
-Stripe invoices. The sources name their resources to :func:`expect_json_as_text`, which drops
-that warning for those resources alone, in the command and in a pipeline script alike.
+warns about the difference for every table it is given, ~380 warnings in a first load of 100k
+Stripe invoices. A source names its resources to :func:`expect_json_as_text`, which drops that
+warning for those resources alone, in the command and in a pipeline script alike.
 """
 
 from __future__ import annotations

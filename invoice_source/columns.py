@@ -113,12 +113,13 @@ class TableBuilder:
         extra columns."""
         self._rows.append(row)
         unknown = row.keys() - self._known  # usually empty: one set difference per row
-        for key, value in row.items() if unknown else ():
-            if key not in unknown:
-                continue
-            self._extra.setdefault(key, None)
-            if value is not None and key not in self._extra_kinds:
-                self._extra_kinds[key] = infer_kind(value)
+        if not unknown:
+            return
+        for key, value in row.items():  # in the row's order, so extra columns keep it
+            if key in unknown:
+                self._extra.setdefault(key, None)
+                if value is not None and key not in self._extra_kinds:
+                    self._extra_kinds[key] = infer_kind(value)
 
     def extend(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append many rows."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -39,6 +40,35 @@ def isolate_environment(env: pytest.MonkeyPatch, home: Path) -> None:
     # to take it have their own tests (tests/faults/test_stripe_worker_processes.py and
     # test_stripe_process_decision.py set 2).
     env.setenv("SOURCES__STRIPE__WORKER_PROCESSES", "1")
+
+
+class _CollectMessages(logging.Handler):
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def log_messages() -> Iterator[Callable[[str, int], list[str]]]:
+    """``log_messages(name, level)``: the messages the logger ``name`` handles at ``level`` and
+    above from then on (its level is set to ``level``) until the test ends."""
+    attached: list[tuple[logging.Logger, logging.Handler, int]] = []
+
+    def collect(name: str, level: int) -> list[str]:
+        logger = logging.getLogger(name)
+        handler = _CollectMessages(level)
+        attached.append((logger, handler, logger.level))
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        return handler.messages
+
+    yield collect
+    for logger, handler, level in attached:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @pytest.fixture

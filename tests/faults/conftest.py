@@ -107,18 +107,6 @@ def cli_args(duckdb_path: Path, pipelines_dir: Path) -> list[str]:
 
 
 @pytest.fixture
-def stripe_log() -> Iterator[list[str]]:
+def stripe_log(log_messages: Callable[[str, int], list[str]]) -> list[str]:
     """Messages of the ``invoice_source.stripe`` logger at INFO and above, worker ones included."""
-    messages: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    logger = logging.getLogger("invoice_source.stripe")
-    handler, level = Collect(logging.INFO), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield messages
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    return log_messages("invoice_source.stripe", logging.INFO)

@@ -397,35 +397,24 @@ def test_given_many_invoices_per_second_when_read_concurrently_then_each_lands_e
     assert len(windows) > 4, "the range was never split across workers"
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def test_given_json_columns_sent_as_arrow_text_when_synced_then_dlt_warns_only_for_others(
-    sync: Sync, pipeline: dlt.Pipeline, query: Query
+    sync: Sync,
+    pipeline: dlt.Pipeline,
+    query: Query,
+    log_messages: Callable[[str, int], list[str]],
 ) -> None:
     import pyarrow as pa
 
-    dlt_logger = logging.getLogger("dlt")
-    records = _Records()
-    dlt_logger.addHandler(records)
-    try:
-        sync()
-        others = dlt.resource(
-            [pa.table({"id": ["x"], "payload": ['{"a": 1}']})],
-            name="not_invoice_sync",
-            columns={"payload": {"data_type": "json"}},
-        )
-        pipeline.extract(others)
-    finally:
-        dlt_logger.removeHandler(records)
+    messages = log_messages("dlt", logging.WARNING)
+    sync()
+    others = dlt.resource(
+        [pa.table({"id": ["x"], "payload": ['{"a": 1}']})],
+        name="not_invoice_sync",
+        columns={"payload": {"data_type": "json"}},
+    )
+    pipeline.extract(others)
 
-    differ = [m for m in records.messages if "several column hints were different" in m]
+    differ = [m for m in messages if "several column hints were different" in m]
     assert differ, "dlt no longer warns when an Arrow column is text under a json hint"
     assert all(m.startswith("In resource: not_invoice_sync,") for m in differ), differ
     assert scalar(query, "select count(*) from stripe_invoices where metadata is not null") > 0

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from invoice_source.pipeline import SOURCES
 from invoice_source.sandbox.server import App
 
 
@@ -27,7 +28,6 @@ class ApiBenchmark:
     name: str
     title: str
     app_class: str
-    source_function: str
     invoices_table: str
     line_items_table: str | None
     """``None`` when the API has no line items."""
@@ -40,6 +40,11 @@ class ApiBenchmark:
     default_invoices: int
     default_latency_invoices: int
 
+    @property
+    def source_function(self) -> str:
+        """``module:function`` of the API's dlt source, as :func:`run_sync` imports it."""
+        return SOURCES[self.name]
+
     def make_app(self, seed: int) -> App:
         """A fresh, unseeded sandbox app."""
         app: App = load(self.app_class)(seed=seed)
@@ -49,13 +54,15 @@ class ApiBenchmark:
         """Requests the source has in flight at most."""
         return requested if self.concurrent else 1
 
-    def make_source(self, *, workers: int, requests_per_second: float | None) -> Any:
-        """The dlt source, configured from ``SOURCES__<API>__*`` env vars plus these knobs.
+    def source_overrides(
+        self, *, workers: int, requests_per_second: float | None
+    ) -> dict[str, Any]:
+        """Arguments for the dlt source on top of the ``SOURCES__<API>__*`` env vars.
 
         ``requests_per_second`` 0 means no client-side limit and ``None`` the source's default
         (passed explicitly: some sandboxes' env switch the limit off).
         """
-        kwargs: dict[str, Any] = {
+        overrides: dict[str, Any] = {
             "requests_per_second": (
                 self.default_requests_per_second
                 if requests_per_second is None
@@ -63,8 +70,8 @@ class ApiBenchmark:
             )
         }
         if self.concurrent:
-            kwargs["max_workers"] = workers
-        return load(self.source_function)(**kwargs)
+            overrides["max_workers"] = workers
+        return overrides
 
     def effective_requests_per_second(self, requests_per_second: float | None) -> float | None:
         """The client-side limit a run has (``None``: unlimited)."""
@@ -113,7 +120,6 @@ def _stripe() -> ApiBenchmark:
         name="stripe",
         title="Stripe",
         app_class="invoice_source.sandbox.stripe:StripeApp",
-        source_function="invoice_source.stripe:stripe_source",
         invoices_table=settings.TABLE_INVOICES,
         line_items_table=settings.TABLE_LINE_ITEMS,
         count_rows=_stripe_rows,
@@ -132,7 +138,6 @@ def _prepbusiness() -> ApiBenchmark:
         name="prepbusiness",
         title="PrepBusiness",
         app_class="invoice_source.sandbox.prepbusiness:PrepBusinessApp",
-        source_function="invoice_source.prepbusiness:prepbusiness_source",
         invoices_table=settings.TABLE_INVOICES,
         line_items_table=None,
         count_rows=_prepbusiness_rows,
@@ -150,7 +155,6 @@ def _alternative_payments() -> ApiBenchmark:
         name="alternative_payments",
         title="Alternative Payments",
         app_class="invoice_source.sandbox.alternative_payments:AlternativePaymentsApp",
-        source_function="invoice_source.alternative_payments:alternative_payments_source",
         invoices_table=settings.INVOICES_TABLE,
         line_items_table=settings.LINE_ITEMS_TABLE,
         count_rows=_alternative_payments_rows,

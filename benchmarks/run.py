@@ -351,7 +351,7 @@ def report_scenario(api: ApiBenchmark, name: str, f: Mapping[str, Any]) -> list[
         "Connector: "
         + (f"{f['workers']} workers, " if f["workers"] > 1 else "one request at a time, ")
         + (f"client-side limit {rate:g} req/s." if rate else "no client-side rate limit.")
-        + " Wall s is the loop's own time (`pipeline.run` for the connector); CPU s and peak MB"
+        + " Wall s is the loop's own time (`run_sync` for the connector); CPU s and peak MB"
         " are the whole child process (the connector's worker processes included, their memory"
         " summed); sandbox CPU s is what serving that run cost.",
         "",
@@ -424,7 +424,7 @@ def report_scenario(api: ApiBenchmark, name: str, f: Mapping[str, Any]) -> list[
     inc_ok = inc_requests <= INCREMENTAL_MAX_REQUESTS and inc_seconds < INCREMENTAL_MAX_SECONDS
     out.append(
         f"- incremental run with nothing new: **{inc_requests} requests, {inc_seconds:.2f} s** "
-        f"in `pipeline.run` ({incremental['process_seconds']:.1f} s with interpreter start and "
+        f"in `run_sync` ({incremental['process_seconds']:.1f} s with interpreter start and "
         f"imports; invoices re-read: {reread:,}); goal ≤ {INCREMENTAL_MAX_REQUESTS} requests and "
         f"< {INCREMENTAL_MAX_SECONDS:g} s: {mark(inc_ok)}; by dlt step: "
         + ", ".join(f"{step} {v['seconds']:.2f} s" for step, v in incremental["steps"].items())

@@ -74,6 +74,8 @@ def test_given_a_tiny_stripe_sandbox_when_benchmarked_then_both_loads_land_every
     # shared pages count once in the PSS, once per process in the summed RSS
     assert 50 < connector["tree_peak_pss_mb"] <= connector["process_peak_rss_mb"]
     assert set(connector["steps"]) == {"extract", "normalize", "load"}
+    # measured through run_sync, as users run it: the run left its record for `status`
+    assert connector["run_record"]["rows"]["stripe_invoices"] == expected["invoices"]
     incremental = throughput["incremental"]
     assert incremental["tables"]["stripe_invoices"] == expected["invoices"]
     assert 1 <= incremental["served_requests"] <= run.INCREMENTAL_MAX_REQUESTS

@@ -10,7 +10,8 @@ layer's ``REQUEST_TOTALS``), rows per table and rows this run loaded, the time a
 of each dlt step (extract, normalize, load; the resident memory of the process and its worker
 processes summed, sampled every 20 ms from ``/proc``), the peak of their proportional set size
 (PSS: shared pages split among the processes that map them, sampled every second where
-``/proc/<pid>/smaps_rollup`` exists), and the process's peak resident memory.
+``/proc/<pid>/smaps_rollup`` exists), the peak of their anonymous memory summed, and the
+process's peak resident memory.
 Running it again on the same files is an incremental run.
 """
 
@@ -73,16 +74,24 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def tree_rss_mb(pids: list[int]) -> float:
-    """Resident memory of ``pids`` summed, in MB: one process's ``ru_maxrss`` would hide what its
-    workers hold. Pages the processes share (libraries) count once per process."""
-    total_pages = 0
+def tree_memory_mb(pids: list[int]) -> tuple[float, float]:
+    """Resident and anonymous memory of ``pids`` summed, in MB: one process's ``ru_maxrss``
+    would hide what its workers hold.
+
+    Resident counts the pages the processes share (libraries) once per process; anonymous
+    (resident less file-backed and shared, ``statm``'s second field less its third) is the
+    memory the code itself allocates, which does not move with the page cache's state.
+    """
+    resident_pages = anonymous_pages = 0
     for pid in pids:
         try:
-            total_pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+            fields = Path(f"/proc/{pid}/statm").read_text().split()
+            resident, shared = int(fields[1]), int(fields[2])
         except (OSError, ValueError, IndexError):
             continue
-    return total_pages * _PAGE_SIZE / 2**20
+        resident_pages += resident
+        anonymous_pages += resident - shared
+    return resident_pages * _PAGE_SIZE / 2**20, anonymous_pages * _PAGE_SIZE / 2**20
 
 
 def tree_pss_mb(pids: list[int]) -> float:
@@ -113,6 +122,7 @@ class RssSampler:
         self.tree_every = tree_every
         self.pss_every = pss_every
         self.samples: list[tuple[float, float]] = []
+        self.peak_anonymous = 0.0
         self.peak_pss: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
@@ -137,7 +147,9 @@ class RssSampler:
         while not self._stop.is_set():
             if count % self.tree_every == 0:
                 pids = process_tree(pid)
-            self.samples.append((time.time(), tree_rss_mb(pids)))
+            resident, anonymous = tree_memory_mb(pids)
+            self.samples.append((time.time(), resident))
+            self.peak_anonymous = max(self.peak_anonymous, anonymous)
             if read_pss and count % self.pss_every == 0:
                 pss = tree_pss_mb(pids)
                 self.peak_pss = pss if self.peak_pss is None else max(self.peak_pss, pss)
@@ -262,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "tree_peak_rss_mb": sampler.peak,
             "tree_peak_pss_mb": sampler.peak_pss,
+            "tree_peak_anonymous_mb": sampler.peak_anonymous,
             # what `invoice-sync status` will show for this run
             "run_record": read_run_records(pipeline).get("last_success", {}).get(api.name),
         }

@@ -414,6 +414,12 @@ def report_scenario(api: ApiBenchmark, name: str, f: Mapping[str, Any]) -> list[
             if heaviest.get("tree_peak_pss_mb")
             else ""
         )
+        + (
+            f"; anonymous memory (without library pages, whose share moves with the page cache)"
+            f" {heaviest['tree_peak_anonymous_mb']:,.0f} MB"
+            if heaviest.get("tree_peak_anonymous_mb")
+            else ""
+        )
     )
     if f["latency_ms"] > 0:
         out.append(latency_line(f, rounds[-1]["connector"], rate))

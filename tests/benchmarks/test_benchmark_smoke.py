@@ -73,6 +73,8 @@ def test_given_a_tiny_stripe_sandbox_when_benchmarked_then_both_loads_land_every
     assert connector["process_peak_rss_mb"] > 50
     # shared pages count once in the PSS, once per process in the summed RSS
     assert 50 < connector["tree_peak_pss_mb"] <= connector["process_peak_rss_mb"]
+    # anonymous memory leaves the library pages out
+    assert 0 < connector["tree_peak_anonymous_mb"] < connector["tree_peak_rss_mb"]
     assert set(connector["steps"]) == {"extract", "normalize", "load"}
     # measured through run_sync, as users run it: the run left its record for `status`
     assert connector["run_record"]["rows"]["stripe_invoices"] == expected["invoices"]

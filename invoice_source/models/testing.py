@@ -20,12 +20,14 @@ def check_models(pipeline: Any) -> list[str]:
             unique = tests.get("unique")
             if unique:
                 key = ", ".join(unique)
-                duplicates = client.execute_sql(
-                    f"select count(*) from (select {key} from {table} group by {key}"
-                    " having count(*) > 1) as d"
+                # Rows beyond one per key. Not "group by <key> having count(*) > 1": DuckDB
+                # 1.5 ran out of memory on that under the 96 MB limit for two text keys of
+                # 5.9M line items, where this distinct count took 1.6 s.
+                extra = client.execute_sql(
+                    f"select count(*) - count(distinct ({key})) from {table}"
                 )[0][0]
-                if duplicates:
-                    failures.append(f"{name}: {duplicates} duplicated keys ({key})")
+                if extra:
+                    failures.append(f"{name}: {extra} rows repeat a key ({key})")
             for column in tests.get("not_null") or []:
                 nulls = client.execute_sql(f"select count(*) from {table} where {column} is null")[
                     0

@@ -240,6 +240,19 @@ def test_given_modelled_data_when_integrity_checked_then_keys_are_unique_and_col
     assert check_models(loaded) == []
 
 
+def test_given_a_model_row_twice_when_integrity_checked_then_the_repeated_key_is_reported(
+    loaded: dlt.Pipeline, sql: SQL
+) -> None:
+    sql(
+        "insert into {{ stripe_line_items }} select * from {{ stripe_line_items }}"
+        " where line_item_id = 'il_jpy_1'"
+    )
+    assert check_models(loaded) == [
+        "stripe_line_items: 1 rows repeat a key (invoice_id, line_item_id)",
+        "stripe_line_items: 4 rows but stg_stripe__invoice_line_items has 3",
+    ]
+
+
 def test_given_a_report_when_printed_then_money_uses_the_currency_decimals(
     loaded: dlt.Pipeline,
 ) -> None:

@@ -207,11 +207,6 @@ class StripeClient:
         }
         yield from self._iter_list("events", params)
 
-    def retrieve_invoice(self, invoice_id: str) -> Invoice:
-        """One invoice by id."""
-        result: Invoice = self.http.get_json(f"invoices/{invoice_id}")
-        return result
-
     def _iter_list(self, path: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
         """Follow ``starting_after`` through a Stripe list; refuse a list that repeats itself."""
         seen_cursors: set[str] = set()

@@ -8,13 +8,10 @@ DEFAULT_BASE_URL: Final = "https://api.stripe.com/v1"
 APPGREGATOR_BASE_URL: Final = "https://us-central1-appgregator.cloudfunctions.net/stripe"
 # The Stripe-Version sent with every request (users may pin another through `api_version`).
 DEFAULT_API_VERSION: Final = "2025-03-31.basil"
-# Line items changed shape in this version (pricing/parent instead of price/type/proration).
-BASIL_VERSION: Final = "2025-03-31"
 
 # 2011-01-01: no Stripe object is older; the first full load reads from here.
 STRIPE_EPOCH: Final = 1_293_840_000
 MAX_PAGE_SIZE: Final = 100
-EMBEDDED_LINES_LIMIT: Final = 10
 EVENTS_RETENTION_DAYS: Final = 30
 INVOICE_EVENT_TYPE: Final = "invoice.*"
 
@@ -37,8 +34,6 @@ WORKER_RETIRE_INVOICES: Final = 25_000
 DEFAULT_CREATED_OVERLAP_SECONDS: Final = 300
 # When events cannot be used, invoices created within this many days are re-read for changes.
 DEFAULT_REREAD_WINDOW_DAYS: Final = 90
-# A history longer than this is split into created windows fetched concurrently.
-WINDOW_SECONDS: Final = 7 * 24 * 3600
 
 TABLE_INVOICES: Final = "stripe_invoices"
 TABLE_LINE_ITEMS: Final = "stripe_invoice_line_items"

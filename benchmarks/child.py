@@ -51,7 +51,7 @@ def run_measured(
     pid, so it covers the child's whole life and nothing else.
     """
     started = time.perf_counter()
-    with log_path.open("ab") as log:
+    with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             stdout=subprocess.PIPE,

@@ -63,7 +63,7 @@ class SandboxProcess:
     ) -> None:
         self.log_path = log_path
         args = [f"--api={api.name}", f"--invoices={invoices}", f"--latency-ms={latency_ms}"]
-        with log_path.open("ab") as log:
+        with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "benchmarks.serve", *args, f"--seed={seed}"],
                 stdin=subprocess.PIPE,
@@ -237,7 +237,9 @@ class ApiRun:
             connector_env = system_allocator_environment()
             for number in range(1, rounds + 1):
                 run_folder = folder / f"round-{number}"
-                run_folder.mkdir(parents=True, exist_ok=True)
+                # a reused --workdir would make the "full load" an incremental run
+                shutil.rmtree(run_folder, ignore_errors=True)
+                run_folder.mkdir(parents=True)
                 measured: dict[str, Any] = {}
                 if self.settings.reference:
                     print(f"{title}, round {number}: reference loop...", flush=True)

@@ -32,10 +32,14 @@ class Column:
     kind: Kind
     nullable: bool = True
     description: str = ""
+    hard_delete: bool = False
+    """dlt's ``hard_delete`` hint: a staged row with this column true is not inserted."""
 
     def hint(self) -> dict[str, Any]:
         """The dlt column hint for this column."""
         hint: dict[str, Any] = {"data_type": self.kind, "nullable": self.nullable}
+        if self.hard_delete:
+            hint["hard_delete"] = True
         if self.kind == "decimal":
             hint.update(precision=38, scale=AMOUNT_SCALE)
         if self.kind == "timestamp":

@@ -30,6 +30,9 @@ from invoice_source.errors import InvoiceSyncError
 from invoice_source.redaction import redact
 
 RUNS_STATE_KEY = "invoice_sync_runs"
+# a resource's state under this key: rows per table its last run staged but the merge does not
+# store (placeholders that clear an invoice's child rows), left out of the rows a run reports
+PLACEHOLDER_ROWS_KEY = "placeholder_rows"
 """Key of the run records in the pipeline's local state."""
 LOCK_SUFFIX = ".lock"
 BACKFILL_INFIX = "__backfill__"

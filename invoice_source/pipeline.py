@@ -22,6 +22,7 @@ import json
 import logging
 import shutil
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from invoice_source.diagnostics import describe_config_error, describe_failure
 from invoice_source.errors import ConfigurationError, InvoiceSyncError
 from invoice_source.ops import (
     BACKFILL_INFIX,
+    PLACEHOLDER_ROWS_KEY,
     RunLock,
     default_pipelines_dir,
     lock_path,
@@ -670,9 +672,18 @@ def _iso(moment: datetime) -> str:
 
 
 def _rows_loaded(pipeline: dlt.Pipeline) -> dict[str, int]:
-    """Rows per table written by the last normalize step (dlt's own tables left out)."""
+    """Rows per table written by the last normalize step (dlt's own tables left out), less the
+    placeholder rows the resources say they staged (``PLACEHOLDER_ROWS_KEY``)."""
     trace = pipeline.last_trace
     if trace is None or trace.last_normalize_info is None:
         return {}
     counts = trace.last_normalize_info.row_counts
-    return {table: count for table, count in counts.items() if not table.startswith("_dlt")}
+    placeholders: Counter[str] = Counter()
+    for source_state in (pipeline.state.get("sources") or {}).values():
+        for resource_state in (source_state.get("resources") or {}).values():
+            placeholders.update(resource_state.get(PLACEHOLDER_ROWS_KEY) or {})
+    return {
+        table: count - placeholders[table]
+        for table, count in counts.items()
+        if not table.startswith("_dlt")
+    }

@@ -350,6 +350,11 @@ class StripeApp(App):
         model = self._model(invoice_id)
         return 0 if model is None else len(model.lines)
 
+    def lines_of(self, invoice_id: str) -> list[str]:
+        """The ``il_`` ids of an invoice's lines, in order (empty when unknown or deleted)."""
+        model = self._model(invoice_id)
+        return [] if model is None else [line.id for line in model.lines]
+
     def count(self) -> int:
         """Invoices that are not deleted."""
         return len(self._keys) - len(self._deleted)
@@ -572,6 +577,32 @@ class StripeApp(App):
             self._emit("invoiceitem.created", _invoice_item(line, model, self.now()), None)
             self._emit_invoice("invoice.updated", model, before)
             return line
+
+    def remove_line(self, invoice_id: str, line_id: str) -> None:
+        """Remove a line from a draft (Stripe: deleting its invoice item, or
+        ``POST /v1/invoices/{id}/remove_lines``).
+
+        Emits ``invoiceitem.deleted`` and ``invoice.updated`` as Stripe does.
+        """
+        with self._state:
+            model = self._mutable(invoice_id)
+            if model.status != "draft":
+                raise StripeError(
+                    400,
+                    f"You can only remove lines from draft invoices. This invoice is"
+                    f" {model.status}.",
+                    param="invoice",
+                    code="invoice_not_editable",
+                )
+            line = next((line for line in model.lines if line.id == line_id), None)
+            if line is None:
+                raise StripeError(
+                    404, f"No such line item: '{line_id}'", param="id", code="resource_missing"
+                )
+            before = self._snapshot(model)
+            model.lines.remove(line)
+            self._emit("invoiceitem.deleted", _invoice_item(line, model, self.now()), None)
+            self._emit_invoice("invoice.updated", model, before)
 
     # ------------------------------------------------------------------ PrepBusiness link
     def create_external_invoice(

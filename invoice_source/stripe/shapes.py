@@ -16,6 +16,9 @@ from invoice_source.columns import Column
 
 Row = dict[str, Any]
 
+# set on the placeholder rows of :func:`no_rows_marker`, never stored (dlt's hard_delete hint)
+MARKER_COLUMN = "is_no_rows_marker"
+
 _TEXT = (
     "object account_country account_name billing_reason collection_method currency"
     " customer customer_email customer_name customer_phone customer_tax_exempt customer_account"
@@ -114,6 +117,13 @@ LINE_ITEM_COLUMNS: list[Column] = [
     Column("tax_rates", "json"),
     Column("pretax_credit_amounts", "json"),
     Column("api_shape", "text"),
+    Column(
+        MARKER_COLUMN,
+        "bool",
+        description="Never stored (always null): true only on the placeholder row staged for an"
+        " invoice read with no rows in this table, which clears the rows it had",
+        hard_delete=True,
+    ),
 ]
 
 LINE_DISCOUNT_COLUMNS: list[Column] = [
@@ -123,6 +133,13 @@ LINE_DISCOUNT_COLUMNS: list[Column] = [
     Column("discount_id", "text"),
     Column("amount", "bigint"),
     Column("currency", "text"),
+    Column(
+        MARKER_COLUMN,
+        "bool",
+        description="Never stored (always null): true only on the placeholder row staged for an"
+        " invoice read with no rows in this table, which clears the rows it had",
+        hard_delete=True,
+    ),
 ]
 
 LINE_TAX_COLUMNS: list[Column] = [
@@ -136,6 +153,13 @@ LINE_TAX_COLUMNS: list[Column] = [
     Column("taxable_amount", "bigint"),
     Column("taxability_reason", "text"),
     Column("tax_type", "text"),
+    Column(
+        MARKER_COLUMN,
+        "bool",
+        description="Never stored (always null): true only on the placeholder row staged for an"
+        " invoice read with no rows in this table, which clears the rows it had",
+        hard_delete=True,
+    ),
 ]
 
 
@@ -177,7 +201,12 @@ def _invoice_tax(invoice: dict[str, Any]) -> int | None:
 def line_rows(
     invoice_id: str, currency: str | None, lines: list[dict[str, Any]]
 ) -> tuple[list[Row], list[Row], list[Row]]:
-    """Rows for line items, their discounts and their taxes, from lines of either shape."""
+    """Rows for line items, their discounts and their taxes, from lines of either shape.
+
+    A table the invoice has no rows in gets one :func:`no_rows_marker` instead: the tables are
+    merged ``delete-insert`` by ``invoice_id`` over what is staged, so without it a draft that
+    lost its last line (or a line its last tax) would keep the rows landed before.
+    """
     line_items: list[Row] = []
     discounts: list[Row] = []
     taxes: list[Row] = []
@@ -186,7 +215,19 @@ def line_rows(
         line_items.append(row)
         discounts.extend(line_discounts)
         taxes.extend(line_taxes)
+    if not line_items:
+        line_items.append({**no_rows_marker(invoice_id), "id": "", "line_number": 0})
+    for rows in (discounts, taxes):
+        if not rows:
+            rows.append({**no_rows_marker(invoice_id), "line_item_id": "", "position": 0})
     return line_items, discounts, taxes
+
+
+def no_rows_marker(invoice_id: str) -> Row:
+    """A placeholder row for an invoice without rows in a child table: staged, it makes the
+    merge delete the invoice's landed rows there, and dlt's ``hard_delete`` hint on
+    ``is_no_rows_marker`` keeps it out of the table itself."""
+    return {"invoice_id": invoice_id, MARKER_COLUMN: True}
 
 
 _LINE_DIRECT = (

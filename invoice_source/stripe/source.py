@@ -10,7 +10,9 @@ One resource, ``stripe_invoices``, writes four tables:
   lists, one row per entry.
 
 Child tables are written with merge strategy ``delete-insert`` on ``merge_key="invoice_id"``, so
-an invoice read again replaces its lines (a line removed from a draft disappears).
+an invoice read again replaces its lines (a line removed from a draft disappears); an invoice
+with no rows in a child table stages a placeholder there that clears its old rows and is never
+stored (:func:`~invoice_source.stripe.shapes.no_rows_marker`).
 
 New invoices are read by ``created`` with server-side ``created[gte|lt]`` filters, from a cursor
 kept in dlt resource state (re-reading ``created_overlap_seconds`` before it; the merge absorbs
@@ -24,24 +26,27 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
+from collections import Counter
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dlt
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.sources import DltResource
 
 from invoice_source.arrow import expect_json_as_text
 from invoice_source.columns import column_hints
 from invoice_source.errors import AuthenticationError, ConfigurationError, NotFoundError
 from invoice_source.memory import release_free_memory
+from invoice_source.ops import PLACEHOLDER_ROWS_KEY
 from invoice_source.stripe import settings
 from invoice_source.stripe.batch import CHILD_KEYS, CHILD_TABLES
 from invoice_source.stripe.client import CreatedWindow, Invoice, StripeClient
 from invoice_source.stripe.processes import ProcessInvoiceReader
 from invoice_source.stripe.reader import ConcurrentInvoiceReader, InvoicePage, as_page
-from invoice_source.stripe.shapes import INVOICE_COLUMNS
+from invoice_source.stripe.shapes import INVOICE_COLUMNS, MARKER_COLUMN
 from invoice_source.stripe.tables import BATCH_INVOICES, TableBatch
 from invoice_source.stripe.worker import WorkerSpec
 from invoice_source.windows import parse_window
@@ -176,6 +181,16 @@ class StripeInvoiceSync:
         self.overlap = created_overlap_seconds
         self.reread_seconds = reread_window_days * 86_400
         self.use_events = use_events
+        self.placeholder_rows: Counter[str] = Counter()
+
+    def _tagged(self, tables: Iterable[tuple[str, pa.Table]]) -> Iterator[Any]:
+        """:func:`tagged_tables`, counting the placeholder rows among them."""
+        for name, table in tables:
+            if MARKER_COLUMN in table.column_names:
+                marked = pc.sum(table.column(MARKER_COLUMN)).as_py()
+                if marked:
+                    self.placeholder_rows[name] += marked
+            yield dlt.mark.with_table_name(table, name)
 
     @property
     def is_backfill(self) -> bool:
@@ -183,16 +198,23 @@ class StripeInvoiceSync:
         return self.end is not None
 
     def run(self) -> Iterator[Any]:
-        """The resource generator: yields pyarrow tables tagged with their table names."""
+        """The resource generator: yields pyarrow tables tagged with their table names.
+
+        The resource state's ``placeholder_rows`` says how many of the rows this run staged per
+        table were :func:`~invoice_source.stripe.shapes.no_rows_marker` rows, which the merge
+        does not store (:func:`invoice_source.pipeline.run_sync` leaves them out of its counts).
+        """
         state = dlt.current.resource_state()
         started_at = int(time.time())
         batch = TableBatch(started_at)
+        self.placeholder_rows.clear()
         try:
             if self.is_backfill:
-                window = CreatedWindow(self.start, self.end)
+                window = CreatedWindow(self.start or settings.STRIPE_EPOCH, self.end)
                 logger.info("Stripe backfill of created in %s", _describe(window))
                 yield from self._read_new(window, batch)
-                yield from tagged_tables(batch.take_tables())
+                yield from self._tagged(batch.take_tables())
+                state[PLACEHOLDER_ROWS_KEY] = dict(self.placeholder_rows)
                 return
             cursor: int | None = state.get("created_cursor")
             if cursor is None:
@@ -201,10 +223,11 @@ class StripeInvoiceSync:
                 window = CreatedWindow(max(cursor - self.overlap, 0), started_at + 1)
                 yield from self._read_changes(state, window, batch, started_at)
             newest = yield from self._read_new(window, batch)
-            yield from tagged_tables(batch.take_tables())
+            yield from self._tagged(batch.take_tables())
             state["created_cursor"] = max(filter(None, (cursor, newest)), default=None)
             state["events_cursor"] = started_at
             state["last_run_at"] = started_at
+            state[PLACEHOLDER_ROWS_KEY] = dict(self.placeholder_rows)
         finally:
             self.client.close()
             del batch
@@ -235,7 +258,7 @@ class StripeInvoiceSync:
             )
             window = CreatedWindow(window.start, oldest + 1)
             if self._long_history(first.invoices, window):
-                yield from tagged_tables(batch.take_tables())
+                yield from self._tagged(batch.take_tables())
                 processes = ProcessInvoiceReader(
                     self.client, self._worker_spec(batch.synced_at), processes=self.worker_processes
                 )
@@ -244,7 +267,7 @@ class StripeInvoiceSync:
                     _describe(window),
                     self.worker_processes,
                 )
-                yield from tagged_tables(processes.read(window, exclude_ids))
+                yield from self._tagged(processes.read(window, exclude_ids))
                 return max(filter(None, (newest, processes.result.newest_created)), default=None)
         reader = ConcurrentInvoiceReader(
             self.client, max_workers=self.max_workers, page_size=self.page_size, prepare=as_page
@@ -253,7 +276,7 @@ class StripeInvoiceSync:
             newest = _newest(page.invoices, newest)
             batch.add_page(page)
             if batch.invoice_count >= BATCH_INVOICES:
-                yield from tagged_tables(batch.take_tables())
+                yield from self._tagged(batch.take_tables())
         return newest
 
     def _first_page(self, window: CreatedWindow) -> InvoicePage:
@@ -322,21 +345,25 @@ class StripeInvoiceSync:
             )
         if reason is None:
             assert events_cursor is not None
-            try:
-                snapshots = self._changed_invoices(events_cursor - self.overlap)
-            except (AuthenticationError, NotFoundError) as exc:
-                reason = f"events could not be read ({exc})"
-            else:
-                for invoice in snapshots.values():
-                    deleted = bool(invoice.get("deleted"))
-                    if not deleted and window.contains(int(invoice["created"])):
-                        continue  # the new-invoice window reads its current state anyway
-                    lines = None if deleted else self.client.complete_lines(invoice)
-                    batch.add_invoice(invoice, lines)
-                    if batch.invoice_count >= BATCH_INVOICES:
-                        yield from tagged_tables(batch.take_tables())
-                logger.info("Stripe: %d invoices changed since the last run", len(snapshots))
-                return
+            snapshots = self._changed_invoices(events_cursor - self.overlap)
+            changed = 0
+            while True:
+                try:
+                    invoice = next(snapshots, None)
+                except (AuthenticationError, NotFoundError) as exc:
+                    reason = f"events could not be read ({exc})"
+                    break
+                if invoice is None:
+                    logger.info("Stripe: %d invoices changed since the last run", changed)
+                    return
+                changed += 1
+                deleted = bool(invoice.get("deleted"))
+                if not deleted and window.contains(int(invoice["created"])):
+                    continue  # the new-invoice window reads its current state anyway
+                lines = None if deleted else self.client.complete_lines(invoice)
+                batch.add_invoice(invoice, lines)
+                if batch.invoice_count >= BATCH_INVOICES:
+                    yield from self._tagged(batch.take_tables())
         reread = CreatedWindow(max(started_at - self.reread_seconds, 0), window.start)
         logger.warning(
             "Stripe: cannot use invoice events (%s); re-reading invoices created in %s to catch"
@@ -347,23 +374,25 @@ class StripeInvoiceSync:
         if reread.start is not None and reread.end is not None and reread.start < reread.end:
             yield from self._read_new(reread, batch)
 
-    def _changed_invoices(self, since: int) -> dict[str, Invoice]:
-        """The newest snapshot of every invoice named by an ``invoice.*`` event since ``since``.
+    def _changed_invoices(self, since: int) -> Iterator[Invoice]:
+        """The newest snapshot of every invoice named by an ``invoice.*`` event since ``since``,
+        one at a time as the event pages arrive (only the ids seen are kept: thirty days of a
+        busy account's snapshots would not fit in memory).
 
         Events list newest first, so the first event seen for an invoice is its latest state;
         ``invoice.deleted`` snapshots are marked ``deleted``.
         """
-        snapshots: dict[str, Invoice] = {}
+        seen: set[str] = set()
         for page in self.client.iter_invoice_events(max(since, 0)):
             for event in page:
                 invoice = (event.get("data") or {}).get("object") or {}
                 invoice_id = invoice.get("id")
-                if not invoice_id or invoice_id in snapshots:
+                if not invoice_id or invoice_id in seen:
                     continue
+                seen.add(invoice_id)
                 if event.get("type") == "invoice.deleted":
                     invoice = {**invoice, "deleted": True}
-                snapshots[invoice_id] = invoice
-        return snapshots
+                yield invoice
 
 
 def tagged_tables(tables: Iterable[tuple[str, pa.Table]]) -> Iterator[Any]:

@@ -191,6 +191,41 @@ def test_given_a_draft_gaining_a_line_when_synced_then_its_lines_are_replaced(
     assert rows == [(before + 1, before + 1)]
 
 
+def test_given_a_draft_losing_every_line_when_synced_then_its_lines_discounts_and_taxes_go(
+    stripe_app: StripeApp, sync: Sync, query: Query
+) -> None:
+    child_tables = (
+        "stripe_invoice_line_items",
+        "stripe_invoice_line_item_discounts",
+        "stripe_invoice_line_item_taxes",
+    )
+    sync()
+    before = {table: scalar(query, f"select count(*) from {table}") for table in child_tables}
+    drafts = query(
+        "select i.id from stripe_invoices i where i.status = 'draft'"
+        " and exists (select 1 from stripe_invoice_line_item_discounts d where d.invoice_id = i.id)"
+        " and exists (select 1 from stripe_invoice_line_item_taxes t where t.invoice_id = i.id)"
+        " order by i.created limit 1"
+    )
+    assert drafts, "the seeded sandbox has no draft with both a discount and a tax"
+    draft_id = drafts[0][0]
+    own = {
+        table: scalar(query, f"select count(*) from {table} where invoice_id = '{draft_id}'")
+        for table in child_tables
+    }
+    for line in stripe_app.lines_of(draft_id):
+        stripe_app.remove_line(draft_id, line)
+
+    sync()
+
+    for table in child_tables:
+        assert query(f"select count(*) from {table} where invoice_id = '{draft_id}'") == [(0,)]
+        # the other invoices' rows stay, and the placeholder rows never land
+        assert scalar(query, f"select count(*) from {table}") == before[table] - own[table]
+        assert query(f"select count(*) from {table} where is_no_rows_marker") == [(0,)]
+    assert query(f"select line_count from stripe_invoices where id = '{draft_id}'") == [(0,)]
+
+
 def test_given_a_429_with_retry_after_when_synced_then_it_is_waited_out(
     stripe_app: StripeApp, sync: Sync, query: Query, recorded_sleeps: list[float]
 ) -> None:

@@ -16,6 +16,7 @@ import pyarrow as pa
 from invoice_source.destinations import duckdb_destination
 from invoice_source.stripe import settings
 from invoice_source.stripe.batch import ROWS_INVOICES, RowBatch
+from invoice_source.stripe.shapes import MARKER_COLUMN
 from invoice_source.stripe.source import tagged_tables, with_table_hints
 from invoice_source.stripe.tables import ArrowPieces, TableBatch
 
@@ -37,10 +38,22 @@ def test_given_more_invoices_than_kept_as_rows_when_taken_then_one_table_per_nam
     assert batch.invoice_count == count
     tables = dict(batch.take_tables())
 
-    assert sorted(tables) == [settings.TABLE_LINE_ITEMS, settings.TABLE_INVOICES]
+    assert sorted(tables) == sorted(
+        [
+            settings.TABLE_INVOICES,
+            settings.TABLE_LINE_ITEMS,
+            settings.TABLE_LINE_DISCOUNTS,
+            settings.TABLE_LINE_TAXES,
+        ]
+    )
     invoice_ids = tables[settings.TABLE_INVOICES].column("id").to_pylist()
     assert invoice_ids == [f"in_{n:05d}" for n in range(count)]
     assert tables[settings.TABLE_LINE_ITEMS].column("amount").to_pylist() == list(range(count))
+    assert tables[settings.TABLE_LINE_ITEMS].column(MARKER_COLUMN).null_count == count
+    # lines without discounts or taxes: one placeholder per invoice clears what had landed
+    for name in (settings.TABLE_LINE_DISCOUNTS, settings.TABLE_LINE_TAXES):
+        assert tables[name].column("invoice_id").to_pylist() == invoice_ids
+        assert tables[name].column(MARKER_COLUMN).to_pylist() == [True] * count
     assert batch.invoice_count == 0 and batch.take_tables() == []
 
 

@@ -27,6 +27,22 @@ def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     yield home
 
 
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """The CLI configures the root, ``dlt`` and ``invoice_source`` loggers (a JSON handler,
+    redaction filters, levels); put them back so no test inherits another's."""
+    loggers = [logging.getLogger(name) for name in ("", "dlt", "invoice_source")]
+    saved = [
+        (list(logger.handlers), list(logger.filters), logger.level, logger.propagate)
+        for logger in loggers
+    ]
+    yield
+    for logger, (handlers, filters, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers, logger.filters = handlers, filters
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def isolate_environment(env: pytest.MonkeyPatch, home: Path) -> None:
     """dlt's data dir at ``home``, no source or destination settings from the shell, quiet
     logs, and threads-only Stripe reads (for fixtures of a wider scope too)."""

@@ -20,21 +20,6 @@ PAGE_SIZE = 20
 Sync = Callable[..., SyncResult]
 
 
-@pytest.fixture(autouse=True)
-def restored_logging() -> Iterator[None]:
-    """The CLI configures the root, ``dlt`` and ``invoice_source`` loggers; put them back."""
-    loggers = [logging.getLogger(name) for name in ("", "dlt", "invoice_source")]
-    saved = [
-        (list(logger.handlers), list(logger.filters), logger.level, logger.propagate)
-        for logger in loggers
-    ]
-    yield
-    for logger, (handlers, filters, level, propagate) in zip(loggers, saved, strict=True):
-        logger.handlers, logger.filters = handlers, filters
-        logger.setLevel(level)
-        logger.propagate = propagate
-
-
 @pytest.fixture
 def stripe_app() -> ScriptedStripeApp:
     """A Stripe sandbox seeded with ``SEEDED_INVOICES`` invoices over the last two years."""

@@ -109,4 +109,12 @@ def test_given_all_three_sources_when_modelled_then_invoice_history_has_every_in
         "prepbusiness": len(sandboxes.prepbusiness.invoices),
         "alternative_payments": len(sandboxes.alternative_payments.invoices),
     }
+    with reconciled.sql_client() as client:
+        rows = client.execute_sql(f"select source, source_invoice_id from {table}") or []
+    # counts alone would let a duplicated invoice hide a missing one
+    assert len(rows) == len({(source, invoice_id) for source, invoice_id in rows})
+    assert {invoice_id for source, invoice_id in rows if source == "stripe"} == {
+        *sandboxes.stripe.invoice_ids(),
+        *sandboxes.stripe._deleted,
+    }
     assert check_models(reconciled) == []

@@ -176,6 +176,8 @@ def test_given_paid_void_deleted_archived_or_later_invoices_then_none_is_receiva
         "in_future",
         "in_uncollectible",
     }
+    # and the receivable ones are all there (an empty list would pass the line above)
+    assert listed == {"in_due_today", "in_no_due_date", "ap_120", "pb_not_due", "pb_75"}
 
 
 def test_given_several_currencies_when_totalled_then_open_and_overdue_stay_per_currency(

@@ -28,9 +28,11 @@ dlt opens the DuckDB file for every load job and closes it after (each close che
 Stripe load is ten jobs or more, and on a 1.2 GB file (1M invoices) each open and close took
 ~0.1 s, 1.4 s of an incremental run's 2.1 s load step. Here a small package (under
 ``SHARED_CONNECTION_MAX_BYTES``, ~1,000 Stripe invoices: a scheduled run's) opens the file at its
-first job and keeps it open, shared by its jobs, until it completes: one open and one
-checkpoint per load. A larger package keeps dlt's open and close per job, because an open file
-keeps in memory what every job wrote until it closes (20k invoices ran out of memory that way).
+first job and keeps it open, shared by its jobs, until it completes: one open per load, and a
+checkpoint after each job (an append to a table that has rows holds a 256 KiB block per column
+until one: four Stripe tables and their staging copies came to ~84 MB). A larger package keeps
+dlt's open and close per job, because an open file keeps in memory what every job wrote until
+it closes (20k invoices ran out of memory that way).
 A job that fails, for good or to be retried, ends the sharing: the file closes once that job's
 connection is returned, and the rest of the package (its retries included) opens it per job, so
 a load that gives up leaves the file closed and a retry starts from DuckDB's memory freed.
@@ -169,11 +171,13 @@ class DuckDbMergeJob(MergeKeyDeleteJob):
 
 # A package whose job files sum to less than this loads through one open file; a larger one
 # opens the file per job, as dlt does. An open file keeps what each job wrote in DuckDB's memory
-# (its in-memory table data and allocator, read off ``duckdb_memory()``) until it closes, even
-# after a CHECKPOINT: 20k Stripe invoices (an 18.5 MB package) reached the 96 MB limit at the
-# third merge and ran out of memory, 10k (9 MB) passed at a 120 MB larger load step. Closed
-# after each job, DuckDB gives that memory back, and an open costs ~0.1 s against jobs of
-# seconds. 1 MiB is ~1,000 Stripe invoices: a scheduled run's package, not a backfill's.
+# (its in-memory table data and allocator, read off ``duckdb_memory()``) until it closes; the
+# checkpoint after each job (``_checkpoint_shared_file``) frees the blocks a small append takes,
+# but for large jobs, measured before it, a CHECKPOINT did not free that: 20k Stripe invoices
+# (an 18.5 MB package) reached the 96 MB limit at the third merge and ran out of memory, 10k
+# (9 MB) passed at a 120 MB larger load step. Closed after each job, DuckDB gives that memory
+# back, and an open costs ~0.1 s against jobs of seconds. 1 MiB is ~1,000 Stripe invoices: a
+# scheduled run's package, not a backfill's.
 SHARED_CONNECTION_MAX_BYTES = 2**20
 
 
@@ -286,7 +290,27 @@ class DuckDbMergeClient(DuckDbClient):
         # dlt runs each job inside ``with job_client``: a job that failed ends the sharing
         if exc_type is not None:
             self._stop_sharing()
+        elif self._sharing_file():
+            self._checkpoint_shared_file()
         super().__exit__(exc_type, exc_val, exc_tb)  # type: ignore[arg-type]
+
+    def _sharing_file(self) -> bool:
+        pool = self.config.credentials.conn_pool
+        return pool is not None and _PACKAGE_CONNECTIONS.get(pool) is not None
+
+    def _checkpoint_shared_file(self) -> None:
+        """Write what the job appended to the open file, so DuckDB frees it.
+
+        Appending to a table that has rows takes a 256 KiB in-memory block per column, until a
+        checkpoint writes it out: a package touching the four Stripe tables and their staging
+        copies (~290 columns) held ~84 MB under the 96 MB limit, and its closing checkpoint
+        failed with a FATAL error, which invalidates the open database. Checkpointed after each
+        job, the most held at once is one table's.
+        """
+        try:
+            self.sql_client.execute_sql("CHECKPOINT")
+        except DatabaseException as error:  # the package's closing checkpoint tries again
+            logger.debug("DuckDB: checkpoint after a job failed: %s", error)
 
     def _stop_sharing(self) -> None:
         """Return the package's open connection and let its remaining jobs open their own."""

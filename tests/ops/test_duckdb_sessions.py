@@ -16,6 +16,7 @@ from dlt.destinations.exceptions import DatabaseTerminalException, DatabaseTrans
 from dlt.destinations.impl.duckdb import duck
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from invoice_source.destinations import DuckDbMergeClient
 from tests.ops.conftest import duckdb_pipeline
 
 
@@ -137,3 +138,50 @@ def test_given_a_load_that_failed_when_its_error_is_handled_then_the_file_closes
     assert opens_by_another_connection(tmp_path / "sessions.duckdb")
     with pipeline.sql_client() as client:
         assert client.execute_sql("SELECT DISTINCT version FROM invoices") == [(2,)]
+
+
+def wide_tables(version: int) -> list[Any]:
+    """Eight merged tables of 40 text columns, two rows each: ~330 columns with their staging
+    copies, the size of the four Stripe tables' ~290."""
+
+    def table(number: int) -> Any:
+        @dlt.resource(name=f"wide_{number}", write_disposition="merge", primary_key="id")
+        def rows() -> Iterator[pa.Table]:
+            columns = {f"field_{c}": [f"v{version}_{c}_{row}" for row in "ab"] for c in range(40)}
+            yield pa.table({"id": ["a", "b"], **columns})
+
+        return rows()
+
+    return [table(number) for number in range(8)]
+
+
+def test_given_tables_with_rows_when_a_small_package_appends_to_all_then_memory_is_freed_per_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Appending to a table with rows takes a 256 KiB block per column until a checkpoint: held
+    # for the whole package, the four Stripe tables and their staging copies reached ~84 MB of
+    # the 96 MB limit and the package's closing checkpoint failed with a FATAL error.
+    pipeline = duckdb_pipeline(tmp_path, "appends")
+    pipeline.run(wide_tables(1))
+    held_at_close: list[int] = []
+    compact = DuckDbMergeClient._empty_staging_and_compact
+
+    def measured(client: DuckDbMergeClient, load_id: str) -> None:
+        rows = client.sql_client.execute_sql(
+            "SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'"
+        )
+        held_at_close.append(rows[0][0] if rows else 0)
+        compact(client, load_id)
+
+    monkeypatch.setattr(DuckDbMergeClient, "_empty_staging_and_compact", measured)
+
+    with caplog.at_level("WARNING", logger="invoice_source.destinations"):
+        pipeline.run(wide_tables(2))
+
+    assert len(held_at_close) == 1
+    assert held_at_close[0] < 16 * 2**20, "what the jobs appended was written out job by job"
+    assert [r.getMessage() for r in caplog.records if r.name == "invoice_source.destinations"] == []
+    with pipeline.sql_client() as client:
+        for number in range(8):
+            rows = client.execute_sql(f"SELECT field_39 FROM wide_{number} ORDER BY id")
+            assert rows == [("v2_39_a",), ("v2_39_b",)]

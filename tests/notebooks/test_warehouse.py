@@ -3,7 +3,6 @@ numbers, the warehouse read through dlt's SQL client with credentials from dlt c
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from invoice_source.models import run_models
 from invoice_source.pipeline import SyncOptions, run_sync
 from invoice_source.sandbox.server import SandboxServer
 from invoice_source.sandbox.stripe import StripeApp
-from tests.conftest import POSTGRES_HOST, POSTGRES_PORT, postgres_reachable
+from tests.conftest import isolate_environment, require_postgres
 from tests.notebooks.conftest import RunNotebook
 
 POSTGRES_URL = "postgresql://postgres:unused@127.0.0.1:5432/test"
@@ -31,11 +30,7 @@ COMPARED = {
 @pytest.fixture(scope="module")
 def loaded_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """One Stripe sandbox loaded into a DuckDB file and into a throwaway PostgreSQL schema."""
-    if not postgres_reachable():
-        message = f"PostgreSQL is not reachable on {POSTGRES_HOST}:{POSTGRES_PORT}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (CI=true: PostgreSQL tests must run)")
-        pytest.skip(message)
+    require_postgres()
     folder = tmp_path_factory.mktemp("notebooks-warehouse")
     app = StripeApp(seed=21)
     app.seed_invoices(120)
@@ -44,7 +39,10 @@ def loaded_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     postgres = dlt.destinations.postgres(POSTGRES_URL)
     server = SandboxServer(app).start()
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("DLT_DATA_DIR", str(folder / "dlt-home"))
+        # module-scoped: the autouse isolation has not run yet, so isolate here
+        home = folder / "dlt-home"
+        home.mkdir()
+        isolate_environment(env, home)
         try:
             for key, value in app.env(server.url).items():
                 env.setenv(key, value)

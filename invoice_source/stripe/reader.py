@@ -6,9 +6,10 @@ the rest of its range in two while there is spare concurrency: it hands the olde
 worker (a thread here, or, through a :class:`HandOff`, another process) and carries on with the
 newer half. The second that the page boundary falls in goes to the newer half, with the ids
 already read excluded, so no invoice is read twice or skipped. Invoices with more than ten lines
-get the rest from ``/v1/invoices/{id}/lines`` through a second pool of ``max_workers`` threads
-while the next page is already being fetched, so list and line requests overlap (the client's
-rate limiter still spaces every request). Results flow through a bounded queue, so memory stays
+get the rest from ``/v1/invoices/{id}/lines`` through a second pool of threads while the next
+page is already being fetched, so list and line requests overlap; the two pools share
+``max_workers`` slots, so that many requests are in flight at most (the client's rate limiter
+still spaces every request). Results flow through a bounded queue, so memory stays
 flat however long the history.
 
 The thread that read a page also prepares it (``prepare``: in a worker process, turns it into
@@ -70,8 +71,9 @@ def as_page(page: InvoicePage) -> InvoicePage:
 
 
 class ConcurrentInvoiceReader(Generic[Prepared]):
-    """Reads every invoice created in a window with up to ``max_workers`` requests in flight,
-    yielding each (part of a) page as ``prepare`` turns it, in the thread that read it."""
+    """Reads every invoice created in a window with up to ``max_workers`` requests in flight
+    (list and line requests together), yielding each (part of a) page as ``prepare`` turns it,
+    in the thread that read it."""
 
     def __init__(
         self,
@@ -91,6 +93,8 @@ class ConcurrentInvoiceReader(Generic[Prepared]):
         self._lock = threading.Lock()
         self._pending = 0
         self._cancelled = threading.Event()
+        # held around every request, list or lines: ``max_workers`` in flight in all, not per pool
+        self._in_flight = threading.BoundedSemaphore(self.max_workers)
 
     def read(
         self, window: CreatedWindow, exclude_ids: frozenset[str] = frozenset()
@@ -141,7 +145,11 @@ class ConcurrentInvoiceReader(Generic[Prepared]):
         boundary: tuple[int, set[str]] | None = None  # oldest created so far, ids read at it
         previous: _Pending | None = None  # a page whose line requests are still in flight
         try:
-            for listed in pages:
+            while True:
+                with self._in_flight:
+                    listed = next(pages, None)
+                if listed is None:
+                    break
                 if self._cancelled.is_set():
                     return
                 count, oldest = len(listed), int(listed[-1]["created"])
@@ -159,10 +167,7 @@ class ConcurrentInvoiceReader(Generic[Prepared]):
                 del listed  # the loop would hold the decoded page through the next request
                 current: _Pending = (
                     InvoicePage(more),
-                    [
-                        (inv, self._lines_pool.submit(self.client.complete_lines, inv))
-                        for inv in more
-                    ],
+                    [(inv, self._lines_pool.submit(self._complete_lines, inv)) for inv in more],
                 )
                 if ready:
                     self._put(self.prepare(InvoicePage(ready)))
@@ -185,6 +190,10 @@ class ConcurrentInvoiceReader(Generic[Prepared]):
             if previous is not None:  # left early: an error, or the read was cancelled
                 for _, future in previous[1]:
                     future.cancel()
+
+    def _complete_lines(self, invoice: Invoice) -> list[dict[str, Any]]:
+        with self._in_flight:
+            return self.client.complete_lines(invoice)
 
     def _finish(self, pending: _Pending) -> None:
         """Wait for a page's line requests, then hand the page on."""

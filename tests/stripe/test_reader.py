@@ -103,3 +103,33 @@ def test_given_a_page_when_a_worker_prepares_it_then_its_pickled_columns_are_the
     assert pickle.loads(prepared.columns) == expected.take_pieces()
     assert prepared.invoices == 30
     assert prepared.newest_created == max(int(invoice["created"]) for invoice in invoices)
+
+
+def test_given_long_invoices_when_read_then_list_and_line_requests_share_max_workers(
+    stripe_app: StripeApp, client: StripeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(12):
+        stripe_app.add_invoice(lines=23, status="open")  # each needs a /lines request
+    in_flight, most = 0, 0
+    lock = threading.Lock()
+    get_json = client.http.get_json
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        try:
+            threading.Event().wait(0.002)  # long enough for the other pool's requests to overlap
+            return get_json(*args, **kwargs)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(client.http, "get_json", counted)
+    reader = ConcurrentInvoiceReader(client, max_workers=2, page_size=5, prepare=lambda p: p)
+
+    pages = list(reader.read(CreatedWindow(0, None)))
+
+    assert sum(len(page.invoices) for page in pages) == stripe_app.count()
+    assert most == 2, "two requests at a time, never one pool's two plus the other's"

@@ -187,10 +187,8 @@ class StripeInvoiceSync:
         """:func:`tagged_tables`, counting the placeholder rows among them."""
         for name, table in tables:
             if MARKER_COLUMN in table.column_names:
-                marked = pc.sum(table.column(MARKER_COLUMN)).as_py()
-                if marked:
-                    self.placeholder_rows[name] += marked
-            yield dlt.mark.with_table_name(table, name)
+                self.placeholder_rows[name] += pc.sum(table.column(MARKER_COLUMN)).as_py() or 0
+            yield from tagged_tables([(name, table)])
 
     @property
     def is_backfill(self) -> bool:

@@ -18,6 +18,13 @@ Row = dict[str, Any]
 
 # set on the placeholder rows of :func:`no_rows_marker`, never stored (dlt's hard_delete hint)
 MARKER_COLUMN = "is_no_rows_marker"
+MARKER = Column(
+    MARKER_COLUMN,
+    "bool",
+    description="Never stored (always null): true only on the placeholder row staged for an"
+    " invoice read with no rows in this table, which clears the rows it had",
+    hard_delete=True,
+)
 
 _TEXT = (
     "object account_country account_name billing_reason collection_method currency"
@@ -117,13 +124,7 @@ LINE_ITEM_COLUMNS: list[Column] = [
     Column("tax_rates", "json"),
     Column("pretax_credit_amounts", "json"),
     Column("api_shape", "text"),
-    Column(
-        MARKER_COLUMN,
-        "bool",
-        description="Never stored (always null): true only on the placeholder row staged for an"
-        " invoice read with no rows in this table, which clears the rows it had",
-        hard_delete=True,
-    ),
+    MARKER,
 ]
 
 LINE_DISCOUNT_COLUMNS: list[Column] = [
@@ -133,13 +134,7 @@ LINE_DISCOUNT_COLUMNS: list[Column] = [
     Column("discount_id", "text"),
     Column("amount", "bigint"),
     Column("currency", "text"),
-    Column(
-        MARKER_COLUMN,
-        "bool",
-        description="Never stored (always null): true only on the placeholder row staged for an"
-        " invoice read with no rows in this table, which clears the rows it had",
-        hard_delete=True,
-    ),
+    MARKER,
 ]
 
 LINE_TAX_COLUMNS: list[Column] = [
@@ -153,13 +148,7 @@ LINE_TAX_COLUMNS: list[Column] = [
     Column("taxable_amount", "bigint"),
     Column("taxability_reason", "text"),
     Column("tax_type", "text"),
-    Column(
-        MARKER_COLUMN,
-        "bool",
-        description="Never stored (always null): true only on the placeholder row staged for an"
-        " invoice read with no rows in this table, which clears the rows it had",
-        hard_delete=True,
-    ),
+    MARKER,
 ]
 
 

@@ -75,7 +75,7 @@ def assert_state_follows_the_data(
     assert claimed <= landed, "the restorable cursor claims invoices the destination lacks"
 
 
-@pytest.mark.parametrize("stage", ["extract", "load"])
+@pytest.mark.parametrize("stage", STAGES)
 def test_given_a_first_run_killed_mid_stage_when_run_again_then_every_invoice_lands_once(
     stage: str,
     stripe_app: ScriptedStripeApp,

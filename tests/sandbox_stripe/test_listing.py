@@ -143,20 +143,30 @@ def test_given_a_deleted_draft_when_listed_then_it_is_omitted(
 def test_given_concurrent_readers_while_invoices_change_then_every_page_is_whole(
     app: StripeApp, stripe: httpx.Client
 ) -> None:
-    def read_window(days_back: int) -> list[int]:
-        window = {
-            "created[gte]": NOW - (days_back + 60) * DAY,
-            "created[lt]": NOW - days_back * DAY,
-        }
-        return [
-            stripe.get("/invoices", params={"limit": 20, **window}).status_code for _ in range(5)
-        ]
+    def read_window(days_back: int) -> list[tuple[int, int, int, list[dict[str, Any]]]]:
+        low, high = NOW - (days_back + 60) * DAY, NOW - days_back * DAY
+        window = {"created[gte]": low, "created[lt]": high}
+        pages = []
+        for _ in range(5):
+            response = stripe.get("/invoices", params={"limit": 20, **window})
+            body = response.json() if response.status_code == 200 else {}
+            pages.append((response.status_code, low, high, body.get("data") or []))
+        return pages
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         readers = [pool.submit(read_window, days) for days in range(0, 720, 60)]
         changes = app.demo_changes()
-        statuses = [status for reader in readers for status in reader.result()]
+        pages = [page for reader in readers for page in reader.result()]
 
-    assert set(statuses) == {200} and len(statuses) == 60
+    assert len(pages) == 60
+    for status, low, high, invoices in pages:
+        assert status == 200
+        created = [invoice["created"] for invoice in invoices]
+        # a whole page: at most the limit, newest first, inside its window, no invoice twice
+        assert len(invoices) <= 20
+        assert created == sorted(created, reverse=True)
+        assert all(low <= when < high for when in created)
+        assert len({invoice["id"] for invoice in invoices}) == len(invoices)
+    assert any(invoices for *_, invoices in pages)
     assert changes["created"] == 40
     assert len({i["id"] for i in list_all(stripe)}) == app.count()

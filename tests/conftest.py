@@ -16,6 +16,8 @@ from invoice_source import http
 
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
+# trust auth on these machines: the password is never checked
+POSTGRES_URL = f"postgresql://postgres:unused@{POSTGRES_HOST}:{POSTGRES_PORT}/test"
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,7 @@ import dlt
 import pytest
 
 from invoice_source.destinations import duckdb_destination
-from tests.conftest import require_postgres
-
-POSTGRES_URL = "postgresql://postgres:unused@127.0.0.1:5432/test"
+from tests.conftest import POSTGRES_URL, require_postgres
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

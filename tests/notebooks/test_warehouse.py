@@ -15,10 +15,9 @@ from invoice_source.models import run_models
 from invoice_source.pipeline import SyncOptions, run_sync
 from invoice_source.sandbox.server import SandboxServer
 from invoice_source.sandbox.stripe import StripeApp
-from tests.conftest import isolate_environment, require_postgres
+from tests.conftest import POSTGRES_URL, isolate_environment, require_postgres
 from tests.notebooks.conftest import RunNotebook
 
-POSTGRES_URL = "postgresql://postgres:unused@127.0.0.1:5432/test"
 # per notebook, the results compared between the two engines
 COMPARED = {
     "invoice_history": ("monthly", "sources", "customer_invoices"),

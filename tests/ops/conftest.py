@@ -22,8 +22,8 @@ from invoice_source.cli import main
 from invoice_source.sandbox import SandboxSet, SeedSizes
 from invoice_source.sandbox.server import Request, Response, SandboxServer
 from invoice_source.sandbox.stripe import StripeApp
+from tests.conftest import POSTGRES_URL
 
-POSTGRES_URL = "postgresql://postgres:unused-pg-password@127.0.0.1:5432/test"
 CLI = Path(sys.executable).with_name("invoice-sync")
 WAIT_SECONDS = 30.0
 SMALL = SeedSizes(stripe_invoices=120, prepbusiness_invoices=30, alternative_payments_invoices=40)

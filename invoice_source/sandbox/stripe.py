@@ -556,15 +556,7 @@ class StripeApp(App):
 
     def _add_line(self, invoice_id: str, amount: int, description: str, quantity: int) -> LineModel:
         with self._state:
-            model = self._mutable(invoice_id)
-            if model.status != "draft":
-                raise StripeError(
-                    400,
-                    f"You can only add invoice items to draft invoices. This invoice is"
-                    f" {model.status}.",
-                    param="invoice",
-                    code="invoice_not_editable",
-                )
+            model = self._editable_draft(invoice_id, "add invoice items to")
             rng = random.Random(self._next_line)
             line = self._explicit_line(
                 rng,
@@ -578,6 +570,18 @@ class StripeApp(App):
             self._emit_invoice("invoice.updated", model, before)
             return line
 
+    def _editable_draft(self, invoice_id: str, action: str) -> InvoiceModel:
+        """The draft's own model; Stripe's 400 ``invoice_not_editable`` for any other status."""
+        model = self._mutable(invoice_id)
+        if model.status != "draft":
+            raise StripeError(
+                400,
+                f"You can only {action} draft invoices. This invoice is {model.status}.",
+                param="invoice",
+                code="invoice_not_editable",
+            )
+        return model
+
     def remove_line(self, invoice_id: str, line_id: str) -> None:
         """Remove a line from a draft (Stripe: deleting its invoice item, or
         ``POST /v1/invoices/{id}/remove_lines``).
@@ -585,15 +589,7 @@ class StripeApp(App):
         Emits ``invoiceitem.deleted`` and ``invoice.updated`` as Stripe does.
         """
         with self._state:
-            model = self._mutable(invoice_id)
-            if model.status != "draft":
-                raise StripeError(
-                    400,
-                    f"You can only remove lines from draft invoices. This invoice is"
-                    f" {model.status}.",
-                    param="invoice",
-                    code="invoice_not_editable",
-                )
+            model = self._editable_draft(invoice_id, "remove lines from")
             line = next((line for line in model.lines if line.id == line_id), None)
             if line is None:
                 raise StripeError(
